@@ -1,0 +1,46 @@
+# The two commands a fresh machine needs: `make demo` and `make test`. Every target sets up
+# the virtual environment (.venv, pinned packages) it depends on.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: venv test demo local synth unit integration infra clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing pinned packages into $(VENV) ..." >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# put the repo (infra, local) and lambdas/ (the adsauth package) on the venv's path
+	@$(PY) -c 'import site,sys; open(site.getsitepackages()[0]+"/adsauth-repo.pth","w").write("\n".join(sys.argv[1:])+"\n")' "$(CURDIR)" "$(CURDIR)/lambdas"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+test: venv
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+integration: venv
+	$(PY) -m pytest tests/integration
+
+infra: venv
+	$(PY) -m pytest tests/infra
+
+demo: venv
+	$(PY) -m local.demo
+
+local: venv
+	$(PY) -m local.run
+
+synth: venv
+	npx --yes aws-cdk@2 synth --quiet
+
+clean:
+	rm -rf $(VENV) cdk.out .pytest_cache

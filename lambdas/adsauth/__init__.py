@@ -1,0 +1,1 @@
+"""adsauth: an authorization broker for the Amazon Ads API (Login with Amazon)."""

@@ -1,0 +1,5 @@
+import sys
+
+from adsauth.cli import main
+
+sys.exit(main())

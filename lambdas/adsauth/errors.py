@@ -1,0 +1,144 @@
+"""Domain errors. Each has a fixed ``code`` and a fixed message: no error ever carries a user
+input, a token, a code or a state value, so any of them is safe to log or show."""
+
+from __future__ import annotations
+
+
+class AdsAuthError(Exception):
+    code = "error"
+    message = "Something went wrong."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+
+
+# --- invitations -------------------------------------------------------------------------------
+class InvitationError(AdsAuthError):
+    code = "invitation_invalid"
+
+
+class InvitationUnknown(InvitationError):
+    code = "invitation_unknown"
+    message = "The invitation is not known."
+
+
+class InvitationExpired(InvitationError):
+    code = "invitation_expired"
+    message = "The invitation has expired."
+
+
+class InvitationUsed(InvitationError):
+    code = "invitation_used"
+    message = "The invitation has already been completed."
+
+
+# --- OAuth state -------------------------------------------------------------------------------
+class StateError(AdsAuthError):
+    code = "state_invalid"
+    message = "The authorization state is missing, unknown or already used."
+
+
+class StateInvalid(StateError):
+    code = "state_invalid"
+
+
+class StateExpired(StateError):
+    code = "state_expired"
+    message = "The authorization state has expired."
+
+
+class StateUnbound(StateError):
+    code = "state_unbound"
+    message = "The authorization was started in another browser."
+
+
+class StateReplayed(StateError):
+    code = "state_replayed"
+    message = "The authorization state has already been used."
+
+
+# --- input -------------------------------------------------------------------------------------
+class InvalidRequest(AdsAuthError):
+    code = "invalid_request"
+    message = "The request is malformed."
+
+
+class AdvertiserUnknown(AdsAuthError):
+    code = "advertiser_unknown"
+    message = "The advertiser is not known."
+
+
+# --- Login with Amazon -------------------------------------------------------------------------
+class LwaError(AdsAuthError):
+    code = "lwa_error"
+
+
+class LwaOAuthError(LwaError):
+    """LwA answered with an RFC 6749 §5.2 error. Never retried."""
+
+    code = "lwa_oauth_error"
+    message = "Login with Amazon refused the request."
+
+    def __init__(self, oauth_error: str) -> None:
+        # only known RFC 6749 codes are kept: the field comes from a remote server
+        self.oauth_error = oauth_error if oauth_error in OAUTH_ERRORS else "unknown"
+        super().__init__(f"Login with Amazon refused the request ({self.oauth_error}).")
+
+
+class GrantInvalid(LwaOAuthError):
+    """``invalid_grant``: the code is expired or used, or the advertiser revoked the grant."""
+
+    code = "invalid_grant"
+
+    def __init__(self, oauth_error: str = "invalid_grant") -> None:
+        super().__init__(oauth_error)
+
+
+class ClientInvalid(LwaOAuthError):
+    """``invalid_client``: the LwA client id or secret is wrong or was rotated. A platform fault."""
+
+    code = "invalid_client"
+
+    def __init__(self, oauth_error: str = "invalid_client") -> None:
+        super().__init__(oauth_error)
+
+
+class LwaUnavailable(LwaError):
+    code = "lwa_unavailable"
+    message = "Login with Amazon did not answer in time."
+
+
+class ClientMisconfigured(LwaError):
+    code = "client_misconfigured"
+    message = "The LwA client secret in Secrets Manager is missing or malformed."
+
+
+# --- Ads API -----------------------------------------------------------------------------------
+class AdsApiError(AdsAuthError):
+    code = "ads_api_error"
+    message = "The Amazon Ads API did not answer as expected."
+
+
+class AdsApiUnauthorized(AdsApiError):
+    code = "ads_unauthorized"
+    message = "The Amazon Ads API rejected the access token."
+
+
+class AdsApiUnavailable(AdsApiError):
+    code = "ads_unavailable"
+    message = "The Amazon Ads API did not answer in time."
+
+
+# RFC 6749 §4.1.2.1 (authorization response) and §5.2 (token response) error codes.
+AUTHORIZE_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+    }
+)
+OAUTH_ERRORS = AUTHORIZE_ERRORS | {"invalid_client", "invalid_grant", "unsupported_grant_type"}

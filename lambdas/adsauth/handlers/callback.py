@@ -1,0 +1,248 @@
+"""``GET /callback`` (LwA redirects the browser here) and ``POST /token`` (IAM-signed manual flow).
+
+Order matters on the callback: the query is checked, then the state and its browser binding, and
+only then is anything consumed or sent to LwA. A replay of the same callback (double submit, retry)
+is answered from the idempotency record: one exchange, one result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from functools import lru_cache
+
+from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adsauth import oauth
+from adsauth.errors import AdvertiserUnknown, InvalidRequest, StateError
+from adsauth.handlers.common import header, log_unexpected, logger, page, redirect
+from adsauth.models import ConnectionResult
+from adsauth.regions import Region
+from adsauth.settings import get_settings
+from adsauth.wiring import onboarding
+
+tracer = Tracer(service="adsauth")
+metrics = Metrics(service="adsauth")
+app = APIGatewayRestResolver()
+
+CODE = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable ASCII, no spaces
+ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
+SINGLE_VALUED = ("code", "state", "error")
+MAX_BODY_BYTES = 8 * 1024
+OUTCOME_METRIC = {
+    "connected": "OnboardingConnected",
+    "declined": "OnboardingDeclined",
+    "retry": "OnboardingFailed",
+    "failed": "OnboardingFailed",
+}
+
+
+# --- idempotency -----------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _idempotency() -> tuple[DynamoDBPersistenceLayer, IdempotencyConfig]:
+    persistence = DynamoDBPersistenceLayer(
+        table_name=get_settings().table_name,
+        key_attr="pk",
+        sort_key_attr="sk",
+        static_pk_value="IDEMPOTENCY#onboarding",
+        expiry_attr="ttl",
+    )
+    config = IdempotencyConfig(
+        event_key_jmespath="key", raise_on_no_idempotency_key=True, expires_after_seconds=24 * 3600
+    )
+    return persistence, config
+
+
+@lru_cache(maxsize=1)
+def _once():
+    persistence, config = _idempotency()
+
+    @idempotent_function(data_keyword_argument="attempt", persistence_store=persistence, config=config)
+    def run(*, attempt: dict, work) -> dict:
+        return asdict(work())
+
+    return run
+
+
+def once(key: str, work) -> ConnectionResult:
+    """Run ``work`` at most once per ``key`` (already a hash); replays get the first result."""
+    data = _once()(attempt={"key": key}, work=work)
+    data["regions_ok"] = tuple(data.get("regions_ok", ()))
+    data["regions_pending"] = tuple(data.get("regions_pending", ()))
+    return ConnectionResult(**data)
+
+
+# --- GET /callback -----------------------------------------------------------------------------
+def _callback_params() -> tuple[str | None, str | None, str | None]:
+    event = app.current_event
+    multi = event.multi_value_query_string_parameters or {}
+    for name in SINGLE_VALUED:
+        if len(multi.get(name) or []) > 1:
+            raise InvalidRequest()
+    params = event.query_string_parameters or {}
+    state, code, error = params.get("state"), params.get("code"), params.get("error")
+    if error is not None:
+        if not ERROR_CODE.match(error):
+            error = "authorization_error"  # unknown codes are not echoed, only classified
+        code = None
+    elif code is None or not CODE.match(code):
+        raise InvalidRequest()
+    return state, code, error
+
+
+@app.get("/callback")
+def callback() -> Response:
+    state, code, error = _callback_params()
+    cookies = oauth.parse_cookie_header(header(app.current_event.headers, "cookie"))
+    flow = onboarding()
+    pending, verifier = flow.check_state(state, cookies)
+    key = f"callback:{pending.state_hash}:{oauth.digest(code or 'error:' + str(error))}"
+    result = once(key, lambda: flow.complete(pending, verifier, code=code, error=error))
+    metrics.add_metric(name=OUTCOME_METRIC[result.outcome], unit=MetricUnit.Count, value=1)
+    logger.info(
+        "authorization finished",
+        extra={"advertiser_id": result.advertiser_id, "outcome": result.outcome, "reason": result.reason},
+    )
+    expired_binding = Cookie(
+        name=oauth.cookie_name(pending.state_hash),
+        value="",
+        path="/",
+        secure=True,
+        http_only=True,
+        max_age=0,
+        same_site=SameSite.LAX_MODE,
+    )
+    return redirect(303, get_settings().result_url(result.outcome), cookies=[expired_binding])
+
+
+# --- POST /token -------------------------------------------------------------------------------
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    code: str = Field(min_length=1, max_length=512, pattern=r"^[\x21-\x7e]+$")
+    redirect_uri: str = Field(min_length=9, max_length=2048, pattern=r"^https://[\x21-\x7e]+$")
+    region: str = Field(pattern=r"^(NA|EU|FE)$")
+    advertiser: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+def _json_error(status: int, error: str, message: str) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps({"error": error, "message": message}),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+TOKEN_BODY_HELP = (
+    "The body must be a JSON object with exactly these string fields: code, redirect_uri "
+    "(https), region (NA, EU or FE) and advertiser (an advertiser id)."
+)
+MANUAL_FAILURES = {
+    "code_rejected": (400, "invalid_grant", "Login with Amazon rejected the code: it expired, was used, or the redirect_uri differs."),
+    "amazon_unavailable": (503, "lwa_unavailable", "Login with Amazon did not answer; try again with a new code."),
+    "client_misconfigured": (500, "client_misconfigured", "The LwA client secret in Secrets Manager is missing or wrong."),
+}
+
+
+@app.post("/token")
+def token() -> Response:
+    raw = app.current_event.body or ""
+    if len(raw.encode("utf-8", "replace")) > MAX_BODY_BYTES:
+        return _json_error(413, "invalid_request", "The body is too large.")
+    try:
+        request = TokenRequest.model_validate_json(raw)
+    except ValidationError:
+        return _json_error(400, "invalid_request", TOKEN_BODY_HELP)
+    flow = onboarding()
+    region = Region(request.region)
+    result = once(
+        f"token:{oauth.digest(request.code)}",
+        lambda: flow.exchange_manual(
+            advertiser_id=request.advertiser, code=request.code, redirect_uri=request.redirect_uri, region=region
+        ),
+    )
+    logger.info("manual exchange finished", extra={"advertiser_id": result.advertiser_id, "outcome": result.outcome})
+    if result.outcome != "connected":
+        status, error, message = MANUAL_FAILURES.get(result.reason, (502, "failed", "The exchange failed."))
+        return _json_error(status, error, message)
+    advertiser = flow.store.get_advertiser(result.advertiser_id)
+    profiles = flow.store.list_profiles(result.advertiser_id)
+    body = {
+        "advertiser": {
+            "id": advertiser.advertiser_id,
+            "name": advertiser.name,
+            "status": advertiser.status.value,
+            "region": advertiser.region.value,
+            "tokenExpiresAt": advertiser.token_expires_at,
+            "pendingRegions": [r.value for r in advertiser.pending_regions],
+        },
+        "profiles": [p.public() for p in profiles],
+    }
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(body),
+                    headers={"Cache-Control": "no-store"})
+
+
+# --- errors, mapped in one place ---------------------------------------------------------------
+def _is_token_route() -> bool:
+    return app.current_event.resource == "/token"
+
+
+@app.exception_handler(StateError)
+def state_error(exc: StateError) -> Response:
+    metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
+    logger.warning("callback refused", extra={"reason": exc.code})
+    return page(exc.code)
+
+
+@app.exception_handler(InvalidRequest)
+def invalid_request(exc: InvalidRequest) -> Response:
+    logger.info("request refused", extra={"reason": exc.code})
+    if _is_token_route():
+        return _json_error(400, "invalid_request", TOKEN_BODY_HELP)
+    return page("invalid_request")
+
+
+@app.exception_handler(AdvertiserUnknown)
+def advertiser_unknown(_exc: AdvertiserUnknown) -> Response:
+    return _json_error(404, "advertiser_unknown", "No advertiser has this id; create it with `invite` first.")
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def in_progress(_exc: Exception) -> Response:
+    if _is_token_route():
+        return _json_error(409, "in_progress", "This code is being exchanged right now; retry in a few seconds.")
+    return page("in_progress")
+
+
+@app.not_found
+def not_found(_exc: Exception) -> Response:
+    return page("not_found")
+
+
+@app.exception_handler(Exception)
+def unexpected(exc: Exception) -> Response:
+    log_unexpected(exc)
+    if _is_token_route():
+        return _json_error(500, "server_error", "Unexpected error; the operator has the details in the logs.")
+    return page("server_error")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics
+def handler(event: dict, context) -> dict:
+    _idempotency()[1].register_lambda_context(context)
+    return app.resolve(event, context)

@@ -1,0 +1,105 @@
+"""The fixed HTML pages advertisers see, and the security headers every response carries.
+
+Every page's text is chosen by a fixed key; no request input is ever reflected. The only
+interpolated value is the operator's name from deployment configuration, escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;"
+    "color:#16191f;line-height:1.5}h1{font-size:1.5rem}p.small{color:#545b64;font-size:.875rem}"
+)
+_STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; img-src 'none'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+}
+
+AGAIN = "Please open the link in your email again."
+
+# key -> (HTTP status, title, message); "{operator}" is the configured operator name
+PAGES: dict[str, tuple[int, str, str]] = {
+    "connected": (
+        200,
+        "Your Amazon Ads account is connected",
+        "Thank you. {operator} can now work with the advertising access you granted. "
+        "You can close this window.",
+    ),
+    "declined": (
+        200,
+        "No access was granted",
+        "You chose not to connect your Amazon Ads account, so nothing was shared with {operator}. "
+        "If that was a mistake, open the link in your email again.",
+    ),
+    "retry": (
+        200,
+        "We couldn't finish connecting your account",
+        "Amazon did not complete the sign-in this time. Nothing was saved. "
+        "Please open the link in your email again in a few minutes.",
+    ),
+    "failed": (
+        200,
+        "We couldn't finish connecting your account",
+        "Something went wrong on our side and {operator} has been told. Nothing was saved. "
+        "Please try the link in your email again later.",
+    ),
+    "invitation_unknown": (
+        404,
+        "This link isn't valid",
+        "Check that you opened the whole link from your email, or ask {operator} for a new one.",
+    ),
+    "invitation_expired": (
+        410,
+        "This link has expired",
+        "Invitation links work for a limited time. Ask {operator} to send you a new one.",
+    ),
+    "invitation_used": (
+        409,
+        "This account is already connected",
+        "This invitation has been completed, so there is nothing more to do. You can close this window.",
+    ),
+    "state_invalid": (400, "This sign-in can't be completed", "The sign-in is not valid or was already used. " + AGAIN),
+    "state_replayed": (400, "This sign-in can't be completed", "The sign-in is not valid or was already used. " + AGAIN),
+    "state_expired": (400, "This sign-in took too long", "Sign-ins must be finished within 10 minutes. " + AGAIN),
+    "state_unbound": (
+        400,
+        "Please finish in the browser you started in",
+        "For your security, the sign-in must finish in the same browser where it began. " + AGAIN,
+    ),
+    "invalid_request": (400, "This request can't be processed", "The address is incomplete or malformed. " + AGAIN),
+    "in_progress": (409, "Still connecting", "Your account is being connected right now. Reload this page in a few seconds."),
+    "not_found": (404, "Page not found", "There is nothing at this address."),
+    "server_error": (500, "Something went wrong", "{operator} has been told. Please try again later."),
+}
+
+RESULT_PAGES = frozenset({"connected", "declined", "retry", "failed"})
+
+
+def render(key: str, operator: str) -> tuple[int, str]:
+    """Status and HTML body of the page ``key`` (unknown keys render ``not_found``)."""
+    status, title, message = PAGES.get(key, PAGES["not_found"])
+    safe_operator = html.escape(operator, quote=True)
+    body = (
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<h1 id=\"title\">{html.escape(title)}</h1>"
+        f"<p id=\"message\">{html.escape(message).replace('{operator}', safe_operator)}</p>"
+        f"<p class=\"small\" id=\"page\" data-page=\"{html.escape(key if key in PAGES else 'not_found')}\">"
+        "adsauth &middot; Amazon Ads authorization</p></body></html>"
+    )
+    return status, body

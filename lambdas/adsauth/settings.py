@@ -1,0 +1,101 @@
+"""Typed settings, parsed once from the environment. Logic never reads ``os.environ``.
+
+No secret is ever configured here: the LwA client secret is read from Secrets Manager by name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Mapping
+
+from adsauth.regions import Endpoints, Region, endpoints_from_env
+
+DEFAULT_SCOPE = "advertising::campaign_management"
+
+
+class SettingsError(ValueError):
+    """The environment is missing or misstates a setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    public_base_url: str  # e.g. https://abc.execute-api.eu-west-1.amazonaws.com/prod (no trailing /)
+    client_id: str
+    client_secret_name: str  # Secrets Manager name/ARN of {"client_id": ..., "client_secret": ...}
+    secret_prefix: str  # advertiser secrets live under <prefix>refresh/<id> and <prefix>access/<id>
+    scope: str = DEFAULT_SCOPE
+    allowed_regions: tuple[Region, ...] = (Region.NA, Region.EU, Region.FE)
+    state_ttl_seconds: int = 600
+    invitation_ttl_seconds: int = 7 * 24 * 3600
+    http_timeout_seconds: float = 5.0
+    http_max_attempts: int = 3
+    http_backoff_cap_seconds: float = 4.0
+    ses_sender: str = ""
+    operator_name: str = "your agency"
+    endpoints: Mapping[Region, Endpoints] = field(default_factory=dict)
+
+    @property
+    def callback_url(self) -> str:
+        """The ``redirect_uri``: one constant per deployment, identical in both requests."""
+        return f"{self.public_base_url}/callback"
+
+    def invitation_url(self, token: str) -> str:
+        return f"{self.public_base_url}/connect/{token}"
+
+    def result_url(self, outcome: str) -> str:
+        return f"{self.public_base_url}/result/{outcome}"
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"environment variable {name} is required")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind=float):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"environment variable {name} must be a number") from None
+    if value <= 0:
+        raise SettingsError(f"environment variable {name} must be positive")
+    return value
+
+
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    regions_raw = env.get("ALLOWED_REGIONS", "NA,EU,FE")
+    try:
+        regions = tuple(Region.parse(r.strip()) for r in regions_raw.split(",") if r.strip())
+    except ValueError:
+        raise SettingsError("ALLOWED_REGIONS must be a comma-separated subset of NA,EU,FE") from None
+    if not regions:
+        raise SettingsError("ALLOWED_REGIONS must name at least one region")
+    return Settings(
+        table_name=_require(env, "TABLE_NAME"),
+        public_base_url=_require(env, "PUBLIC_BASE_URL").rstrip("/"),
+        client_id=_require(env, "LWA_CLIENT_ID"),
+        client_secret_name=_require(env, "LWA_CLIENT_SECRET_NAME"),
+        secret_prefix=_require(env, "SECRET_PREFIX"),
+        scope=env.get("LWA_SCOPE", DEFAULT_SCOPE) or DEFAULT_SCOPE,
+        allowed_regions=regions,
+        state_ttl_seconds=int(_number(env, "STATE_TTL_SECONDS", 600, int)),
+        invitation_ttl_seconds=int(_number(env, "INVITATION_TTL_SECONDS", 7 * 24 * 3600, int)),
+        http_timeout_seconds=_number(env, "HTTP_TIMEOUT_SECONDS", 5.0),
+        http_max_attempts=int(_number(env, "HTTP_MAX_ATTEMPTS", 3, int)),
+        http_backoff_cap_seconds=_number(env, "HTTP_BACKOFF_CAP_SECONDS", 4.0),
+        ses_sender=env.get("SES_SENDER", ""),
+        operator_name=env.get("OPERATOR_NAME", "") or "your agency",
+        endpoints=endpoints_from_env(env),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return settings_from_env(os.environ)

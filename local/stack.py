@@ -1,0 +1,162 @@
+"""The whole product on one machine: moto server as AWS, the LwA/Ads emulator, and the local
+gateway calling the very handler code that runs in Lambda.
+
+Everything is pointed at the local services through environment variables only
+(``AWS_ENDPOINT_URL``, ``LWA_TOKEN_URL_NA`` …): no code is patched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+from typing import Callable
+
+from adsauth import schema
+
+from local.emulator import Emulator
+from local.gateway import LocalGateway, Route
+
+CLIENT_ID = "amzn1.application-oa2-client.local0000000000000000000000000"
+TABLE_NAME = "adsauth-local"
+CLIENT_SECRET_NAME = "adsauth/local/lwa-client"
+SECRET_PREFIX = "adsauth/local/advertisers/"
+OPERATOR_KEYS = ("AKIALOCALOPERATOR000", "local-operator-secret-key")  # fake IAM identity for POST /token
+
+ROUTES = [
+    Route("GET", "/connect/{invitation}", "adsauth.handlers.connect:handler"),
+    Route("GET", "/result/{outcome}", "adsauth.handlers.connect:handler"),
+    Route("GET", "/callback", "adsauth.handlers.callback:handler"),
+    Route("POST", "/token", "adsauth.handlers.callback:handler", iam_auth=True),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalStack:
+    """Start with ``with LocalStack() as stack:``; ``stack.base_url`` is the API's address."""
+
+    def __init__(self, *, clock: Callable[[], float] | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.clock = clock
+        self.extra_env = extra_env or {}
+        self.client_secret = secrets.token_hex(32)  # a fresh fake secret per run; never printed
+        self.moto = None
+        self.emulator: Emulator | None = None
+        self.gateway: LocalGateway | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> "LocalStack":
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log would show URLs
+        moto_port = free_port()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+        self.moto.start()
+        self.emulator = (Emulator(clock=self.clock) if self.clock else Emulator()).start()
+        self.gateway = LocalGateway(ROUTES, stage="local", credentials=OPERATOR_KEYS).start()
+        env = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "TABLE_NAME": TABLE_NAME,
+            "PUBLIC_BASE_URL": self.gateway.base_url,
+            "LWA_CLIENT_ID": CLIENT_ID,
+            "LWA_CLIENT_SECRET_NAME": CLIENT_SECRET_NAME,
+            "SECRET_PREFIX": SECRET_PREFIX,
+            "HTTP_TIMEOUT_SECONDS": "2",
+            "HTTP_BACKOFF_CAP_SECONDS": "0.5",
+            "POWERTOOLS_SERVICE_NAME": "adsauth",
+            "POWERTOOLS_METRICS_NAMESPACE": "adsauth",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_DEV": "false",
+            **self.emulator.endpoints_env(),
+            **self.extra_env,
+        }
+        for name, value in env.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        self._reset_caches()
+        self.emulator.register_client(CLIENT_ID, self.client_secret, [self.callback_url])
+        self._provision()
+        return self
+
+    def stop(self) -> None:
+        if self.gateway:
+            self.gateway.stop()
+        if self.emulator:
+            self.emulator.stop()
+        if self.moto:
+            self.moto.stop()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._reset_caches()
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # --- what ops do once after deploying --------------------------------------------------------
+    def _provision(self) -> None:
+        import boto3
+
+        boto3.client("dynamodb").create_table(**schema.create_table_request(TABLE_NAME))
+        self.put_client_secret({"client_id": CLIENT_ID, "client_secret": self.client_secret})
+
+    def put_client_secret(self, value: dict) -> None:
+        import boto3
+
+        client = boto3.client("secretsmanager")
+        try:
+            client.put_secret_value(SecretId=CLIENT_SECRET_NAME, SecretString=json.dumps(value))
+        except client.exceptions.ResourceNotFoundException:
+            client.create_secret(Name=CLIENT_SECRET_NAME, SecretString=json.dumps(value))
+        self._reset_caches()
+
+    @staticmethod
+    def _reset_caches() -> None:
+        from aws_lambda_powertools.utilities import parameters
+
+        from adsauth import wiring
+
+        wiring.reset()
+        parameters.clear_caches()
+        try:
+            from adsauth.handlers import callback
+        except ImportError:
+            return
+        callback._once.cache_clear()
+        callback._idempotency.cache_clear()
+
+    # --- conveniences ----------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        assert self.gateway is not None
+        return self.gateway.base_url
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.base_url}/callback"
+
+    def invite(self, name: str = "Acme Outdoor", email: str = "ads@acme.example", region: str = "NA") -> tuple[str, str]:
+        """Create an invitation as the ops CLI does; return (advertiser id, link)."""
+        from adsauth.regions import Region
+        from adsauth.settings import get_settings
+        from adsauth.wiring import onboarding
+
+        advertiser, token = onboarding().invite(name=name, email=email, region=Region.parse(region))
+        return advertiser.advertiser_id, get_settings().invitation_url(token)
