@@ -20,7 +20,6 @@ import base64
 import copy
 import hashlib
 import hmac
-import http.client
 import io
 import json
 import re
@@ -40,6 +39,7 @@ from local import emulator_pages as pages
 
 REGIONS = ("NA", "EU", "FE")
 SCOPES = frozenset(pages.SCOPE_DESCRIPTIONS)
+DEFAULT_PROFILES = pages.DEFAULT_PROFILES
 DEFAULT_USER = "demo-user"
 CODE_TTL_SECONDS = 300
 ACCESS_TOKEN_TTL_SECONDS = 3600
@@ -64,38 +64,6 @@ _PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-}
-
-
-def _profile(pid, country, currency, tz, marketplace, account_id, kind, name, budget=None) -> dict:
-    profile = {"profileId": pid, "countryCode": country, "currencyCode": currency}
-    if budget is not None:
-        profile["dailyBudget"] = budget
-    profile["timezone"] = tz
-    profile["accountInfo"] = {
-        "marketplaceStringId": marketplace, "id": account_id, "type": kind, "name": name,
-        "validPaymentMethod": True,
-    }
-    return profile
-
-
-DEFAULT_PROFILES: dict[str, list[dict]] = {
-    "NA": [
-        _profile(3421563468431275, "US", "USD", "America/Los_Angeles", "ATVPDKIKX0DER",
-                 "A3DEMO7SELLER1NA", "seller", "Demo Outdoor Co.", 999999999.0),
-        _profile(2893047561120387, "CA", "CAD", "America/Los_Angeles", "A2EUQ1WTGCTBG2",
-                 "A3DEMO7SELLER1NA", "seller", "Demo Outdoor Co.", 999999999.0),
-    ],
-    "EU": [
-        _profile(1740952283560117, "UK", "GBP", "Europe/London", "A1F83G8C2ARO7P",
-                 "A1DEMO4SELLER2EU", "seller", "Demo Outdoor Co. Europe", 999999999.0),
-        _profile(4105583364818243, "DE", "EUR", "Europe/Paris", "A1PA6795UKMFR9",
-                 "ENTITY2DEMOVENDOR9", "vendor", "Demo Outdoor GmbH"),
-    ],
-    "FE": [
-        _profile(2267104485839231, "JP", "JPY", "Asia/Tokyo", "A1VC38T7YXB528",
-                 "A2DEMO9SELLER3FE", "seller", "Demo Outdoor KK", 999999999.0),
-    ],
 }
 
 
@@ -222,6 +190,7 @@ class Emulator:
         self._faults: list[_Fault] = []
         self._connections: set[socket.socket] = set()
         self._server: _Server | None = None
+        self._port: int | None = None
         self._thread: threading.Thread | None = None
         self.set_user(DEFAULT_USER, DEFAULT_PROFILES)
 
@@ -230,6 +199,7 @@ class Emulator:
         if self._server is None:
             self._stopping.clear()
             server = self._server = _Server(self)
+            self._port = server.server_address[1]
             self._thread = threading.Thread(
                 target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="lwa-emulator", daemon=True
             )
@@ -260,9 +230,10 @@ class Emulator:
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the emulator is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        """``http://127.0.0.1:PORT``; still answers after stop() (the port is then closed)."""
+        if self._port is None:
+            raise RuntimeError("the emulator has not been started; call start() first")
+        return f"http://127.0.0.1:{self._port}"
 
     def endpoints_env(self) -> dict[str, str]:
         env = {}
@@ -305,6 +276,8 @@ class Emulator:
             raise ValueError("region must be NA, EU, FE or None")
         if times is not None and times < 1:
             raise ValueError("times must be positive or None")
+        if latency_ms < 0 or retry_after < 0:
+            raise ValueError("latency_ms and retry_after must not be negative")
         fault = _Fault(endpoint, mode, region and region.upper(), times, latency_ms, retry_after)
         with self._lock:
             self._faults.append(fault)
@@ -352,26 +325,6 @@ class Emulator:
             grant = self._grants[entry[0]]
             return {"user_id": grant.user_id, "client_id": grant.client_id, "expires_at": entry[1],
                     "scope": grant.scope, "revoked": grant.revoked}
-
-    def submit_consent(self, authorize_url: str, decision: str = "allow", user: str | None = None) -> str:
-        """Act as the browser: open ``authorize_url``, read the consent form and submit it with
-        ``decision``; return the ``Location`` LwA redirects to. Raises ``RuntimeError`` on an error page."""
-        if user is not None:
-            authorize_url = _with_query(authorize_url, {"user": user})
-        status, headers, body = _http("GET", authorize_url)
-        if status == 302:
-            return headers["location"]  # an error sent back to the client, e.g. invalid_scope
-        if status != 200:
-            raise RuntimeError(f"the authorize endpoint answered {status}")
-        action, fields, buttons = pages.parse_consent_form(body)
-        if decision not in ("allow", "deny"):
-            raise ValueError("decision must be 'allow' or 'deny'")
-        name, value = buttons[decision]
-        form = urlencode({**fields, name: value})
-        status, headers, _ = _http("POST", f"{self.base_url}{action}", form)
-        if status != 302:
-            raise RuntimeError(f"the consent endpoint answered {status}")
-        return headers["location"]
 
     # ---- request handling (called from server threads) ----------------------------------------
     def _record(self, endpoint: str, region: str | None, grant_type: str | None, status: int) -> None:
@@ -578,20 +531,6 @@ class Emulator:
             profiles = [p for p in profiles if p.get("accountInfo", {}).get("validPaymentMethod") is wanted]
         # accessLevel and apiProgram are accepted: every emulated profile grants full access
         h.send_json(200, profiles)
-
-
-def _http(method: str, url: str, form: str | None = None) -> tuple[int, dict[str, str], str]:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    try:
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        headers = {"Content-Type": "application/x-www-form-urlencoded"} if form is not None else {}
-        conn.request(method, target, body=form, headers=headers)
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", "replace")
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        conn.close()
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,7 +1,7 @@
-"""HTML for the LwA emulator: the consent page, the error page, and a parser for the consent form.
+"""What the LwA emulator shows: the consent page, the error page, and the demo user's profiles.
 
-Every value placed in a page goes through ``html.escape``; the parser lets tests, the demo and
-``Emulator.submit_consent`` act like a browser that reads the form instead of guessing its fields.
+Every value placed in a page goes through ``html.escape``. ``parse_consent_form`` lets tests act
+like a browser that reads the form instead of guessing its fields.
 """
 
 from __future__ import annotations
@@ -15,6 +15,38 @@ SCOPE_DESCRIPTIONS = {
     "advertising::audiences": "Share audiences with Amazon Advertising (Data Provider API)",
     "cpc_advertising:campaign_management": "Manage your Amazon Advertising campaigns (legacy)",
 }
+
+def _profile(pid, country, currency, tz, marketplace, account_id, kind, name, budget=None) -> dict:
+    profile = {"profileId": pid, "countryCode": country, "currencyCode": currency}
+    if budget is not None:
+        profile["dailyBudget"] = budget
+    profile["timezone"] = tz
+    profile["accountInfo"] = {
+        "marketplaceStringId": marketplace, "id": account_id, "type": kind, "name": name,
+        "validPaymentMethod": True,
+    }
+    return profile
+
+
+DEFAULT_PROFILES: dict[str, list[dict]] = {
+    "NA": [
+        _profile(3421563468431275, "US", "USD", "America/Los_Angeles", "ATVPDKIKX0DER",
+                 "A3DEMO7SELLER1NA", "seller", "Demo Outdoor Co.", 999999999.0),
+        _profile(2893047561120387, "CA", "CAD", "America/Los_Angeles", "A2EUQ1WTGCTBG2",
+                 "A3DEMO7SELLER1NA", "seller", "Demo Outdoor Co.", 999999999.0),
+    ],
+    "EU": [
+        _profile(1740952283560117, "UK", "GBP", "Europe/London", "A1F83G8C2ARO7P",
+                 "A1DEMO4SELLER2EU", "seller", "Demo Outdoor Co. Europe", 999999999.0),
+        _profile(4105583364818243, "DE", "EUR", "Europe/Paris", "A1PA6795UKMFR9",
+                 "ENTITY2DEMOVENDOR9", "vendor", "Demo Outdoor GmbH"),
+    ],
+    "FE": [
+        _profile(2267104485839231, "JP", "JPY", "Asia/Tokyo", "A1VC38T7YXB528",
+                 "A2DEMO9SELLER3FE", "seller", "Demo Outdoor KK", 999999999.0),
+    ],
+}
+
 
 _STYLE = (
     "body{font-family:Arial,sans-serif;max-width:36em;margin:3em auto;color:#111}"

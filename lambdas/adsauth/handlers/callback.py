@@ -16,7 +16,6 @@ from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -115,16 +114,9 @@ def callback() -> Response:
         "authorization finished",
         extra={"advertiser_id": result.advertiser_id, "outcome": result.outcome, "reason": result.reason},
     )
-    expired_binding = Cookie(
-        name=oauth.cookie_name(pending.state_hash),
-        value="",
-        path="/",
-        secure=True,
-        http_only=True,
-        max_age=0,
-        same_site=SameSite.LAX_MODE,
-    )
-    return redirect(303, get_settings().result_url(result.outcome), cookies=[expired_binding])
+    # The binding cookie is left to expire on its own (10 minutes): clearing it here would turn a
+    # browser's repeated callback into a "wrong browser" page instead of the same result.
+    return redirect(303, get_settings().result_url(result.outcome))
 
 
 # --- POST /token -------------------------------------------------------------------------------

@@ -1,0 +1,48 @@
+"""Suite-wide: capture every log record, and remember every sensitive value the tests handle, so
+the last test can prove that none of them ever reached a log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import pytest
+
+CAPTURED: list[str] = []
+SENSITIVE: set[str] = set()
+_lock = threading.Lock()
+_original_handle = logging.Logger.handle
+
+
+def _capturing_handle(self: logging.Logger, record: logging.LogRecord) -> None:
+    # Logger.handle sees every record of every logger (Powertools' too, which don't propagate),
+    # before any level filter of a handler: the strictest possible capture.
+    try:
+        text = record.getMessage()
+    except Exception:  # a malformed record is still scanned by its raw parts
+        text = f"{record.msg!r} {record.args!r}"
+    extras = json.dumps({k: v for k, v in record.__dict__.items() if k not in ("args", "msg")}, default=str)
+    exc = ""
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+    with _lock:
+        CAPTURED.append(f"{record.name} {text} {extras} {exc}")
+    _original_handle(self, record)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.Logger.handle = _capturing_handle  # type: ignore[method-assign]
+
+
+def remember(*values: str | None) -> None:
+    """Register values that must never be logged (tokens, codes, states, verifiers, secrets)."""
+    with _lock:
+        SENSITIVE.update(v for v in values if v and len(v) >= 8)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # the leak scan looks at what every other test logged, so it runs last
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
