@@ -77,6 +77,8 @@ class HttpClient:
                 raw = self.pool.request(
                     method, url, body=body, headers=headers, timeout=self.timeout, redirect=False
                 )
+            except urllib3.exceptions.NewConnectionError:  # a subclass of the timeout error
+                last = HttpUnavailable("connection")
             except urllib3.exceptions.TimeoutError:
                 last = HttpUnavailable("timeout")
             except urllib3.exceptions.HTTPError:
