@@ -21,7 +21,7 @@ def test_state_has_256_bits_and_is_unique():
 
 
 def test_s256_matches_rfc7636_appendix_b():
-    assert oauth.s256("dBjftJeZ4CVP-mJ92K1u5MsaJDO1Xwgd2u0PNiQ") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    assert oauth.s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
 
 def test_verifier_is_rfc7636_sized():
