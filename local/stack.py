@@ -21,7 +21,7 @@ from local.gateway import LocalGateway, Route
 
 CLIENT_ID = "amzn1.application-oa2-client.local0000000000000000000000000"
 TABLE_NAME = "adsauth-local"
-CLIENT_SECRET_NAME = "adsauth/local/lwa-client"
+CLIENT_SECRET_NAME = "adsauth/local/lwa_client"
 SECRET_PREFIX = "adsauth/local/advertisers/"
 OPERATOR_KEYS = ("AKIALOCALOPERATOR000", "local-operator-secret-key")  # fake IAM identity for POST /token
 

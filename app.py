@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""CDK app: reads the ``adsauth`` context from cdk.json and synthesizes the AdsAuth stack."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+# The venv's .pth already has these; be defensive when run with another interpreter.
+for path in (ROOT, ROOT / "lambdas"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import aws_cdk as cdk  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from infra.config import ConfigError, load_config  # noqa: E402
+from infra.stack import AdsAuthStack  # noqa: E402
+
+
+def main() -> None:
+    app = cdk.App()
+    try:
+        config = load_config(app.node.try_get_context("adsauth"))
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        sys.exit(1)
+    AdsAuthStack(app, "AdsAuth", config=config, description="adsauth: LwA authorization broker")
+    cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Deployment configuration: the ``adsauth`` context key in ``cdk.json``, the one documented place.
+
+Keys (JSON has no comments, so they are documented here):
+
+``client_id`` (required)
+    The LwA security profile's client id, ``amzn1.application-oa2-client.<alnum>``. Not a secret.
+``scope``
+    The LwA scope requested: ``advertising::campaign_management`` (default),
+    ``advertising::audiences`` (Data Provider API) or the legacy
+    ``cpc_advertising:campaign_management`` (clients approved before October 2020).
+``allowed_regions``
+    Regions an invitation may name: a non-empty list drawn from ``NA``, ``EU``, ``FE``, no
+    duplicates. Default: all three.
+``callback_domain``
+    Optional custom domain for the public API, a bare hostname such as ``auth.example.com`` (no
+    scheme, path or port). When set, the callback URL is ``https://<callback_domain>/callback`` and
+    ``certificate_arn`` is required. ``null`` (default) uses the execute-api URL of the stage.
+``certificate_arn``
+    ACM certificate for ``callback_domain``, in the stack's region (regional endpoint). Only
+    allowed together with ``callback_domain``.
+``stage_name``
+    API Gateway stage name (``^[A-Za-z0-9_]+$``), part of the execute-api callback URL.
+    Default ``prod``.
+``invitation_ttl_days``
+    How long an invitation link stays valid, an integer from 1 to 30. Default 7.
+``ses_sender``
+    Optional verified SES identity (an email address or a domain). When set, the ops CLI may email
+    invitations. Default ``null``: the CLI prints the link instead.
+``operator_name``
+    Optional name shown to advertisers on the consent and result pages, e.g. your agency's name.
+
+The LwA client *secret* never goes here: it lives in Secrets Manager (see README). A key that
+looks like a secret is refused, as is any unknown key (typos would otherwise be silently ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+SCOPES = (
+    "advertising::campaign_management",
+    "advertising::audiences",
+    "cpc_advertising:campaign_management",
+)
+REGIONS = ("NA", "EU", "FE")
+
+CLIENT_SECRET_REFUSED = (
+    "the client secret never goes in cdk.json; put it in Secrets Manager, see README"
+)
+
+_CLIENT_ID = re.compile(r"^amzn1\.application-oa2-client\.[A-Za-z0-9]+$")
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+$")
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?P<domain>[^@\s]+)$")
+_ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$")
+_STAGE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class ConfigError(ValueError):
+    """The ``adsauth`` context is wrong; ``problems`` lists every mistake found."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__(
+            "invalid cdk.json context 'adsauth':\n" + "\n".join(f"  - {p}" for p in self.problems)
+        )
+
+
+@dataclass(frozen=True)
+class AdsAuthConfig:
+    client_id: str
+    scope: str = SCOPES[0]
+    allowed_regions: tuple[str, ...] = REGIONS
+    callback_domain: str | None = None
+    certificate_arn: str | None = None
+    stage_name: str = "prod"
+    invitation_ttl_days: int = 7
+    ses_sender: str | None = None
+    operator_name: str | None = None
+
+    @property
+    def invitation_ttl_seconds(self) -> int:
+        return self.invitation_ttl_days * 24 * 3600
+
+    @property
+    def is_placeholder_client(self) -> bool:
+        """True while cdk.json still holds the example client id."""
+        return "EXAMPLE" in self.client_id
+
+
+_DEFAULTS = AdsAuthConfig(client_id="")
+KNOWN_KEYS = tuple(AdsAuthConfig.__dataclass_fields__)
+
+
+def _is_hostname(value: Any) -> bool:
+    return isinstance(value, str) and bool(_HOSTNAME.match(value))
+
+
+def _check_client_id(value: Any, problems: list[str]) -> None:
+    # The value is not echoed: a mistake here is sometimes a pasted secret.
+    if not isinstance(value, str) or not _CLIENT_ID.match(value):
+        problems.append(
+            "client_id must look like 'amzn1.application-oa2-client.<letters and digits>' "
+            "(the client id of your LwA security profile)"
+        )
+
+
+def _check_scope(value: Any, problems: list[str]) -> None:
+    if value not in SCOPES:
+        problems.append(f"scope must be one of {', '.join(SCOPES)}; got {value!r}")
+
+
+def _check_regions(value: Any, problems: list[str]) -> None:
+    if not isinstance(value, list) or not value:
+        problems.append("allowed_regions must be a non-empty list drawn from NA, EU, FE")
+        return
+    unknown = [r for r in value if r not in REGIONS]
+    if unknown:
+        problems.append(f"allowed_regions may only contain NA, EU, FE; got {unknown!r}")
+    duplicates = sorted({r for r in value if value.count(r) > 1}, key=str)
+    if duplicates:
+        problems.append(f"allowed_regions lists {duplicates!r} more than once")
+
+
+def _check_domain(domain: Any, certificate: Any, problems: list[str]) -> None:
+    if domain is None:
+        if certificate is not None:
+            problems.append("certificate_arn is only used with callback_domain; set both or neither")
+        return
+    if not _is_hostname(domain):
+        problems.append(
+            "callback_domain must be a bare hostname like 'auth.example.com' "
+            f"(no scheme, path or port); got {domain!r}"
+        )
+    if certificate is None:
+        problems.append("callback_domain needs certificate_arn (an ACM certificate for that name)")
+    elif not isinstance(certificate, str) or not _ACM_ARN.match(certificate):
+        problems.append(
+            "certificate_arn must be an ACM certificate ARN "
+            f"'arn:aws:acm:<region>:<account>:certificate/<id>'; got {certificate!r}"
+        )
+
+
+def _check_stage(value: Any, problems: list[str]) -> None:
+    if not isinstance(value, str) or not _STAGE.match(value):
+        problems.append(f"stage_name must match ^[A-Za-z0-9_]+$; got {value!r}")
+
+
+def _check_ttl(value: Any, problems: list[str]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 30:
+        problems.append(f"invitation_ttl_days must be an integer from 1 to 30; got {value!r}")
+
+
+def _check_sender(value: Any, problems: list[str]) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        email = _EMAIL.match(value)
+        if (email and _is_hostname(email.group("domain"))) or _is_hostname(value):
+            return
+    problems.append(
+        f"ses_sender must be a verified SES identity (an email address or a domain); got {value!r}"
+    )
+
+
+def _check_operator(value: Any, problems: list[str]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip() or len(value) > 100:
+        problems.append("operator_name must be a non-empty string of at most 100 characters")
+
+
+def _looks_like_secret(key: str) -> bool:
+    lowered = key.lower()
+    return "secret" in lowered or "password" in lowered
+
+
+def load_config(raw: Mapping[str, Any] | str | None) -> AdsAuthConfig:
+    """Validate the ``adsauth`` context and return it typed; raise ``ConfigError`` listing ALL
+    problems. A JSON string is accepted too (``cdk synth -c adsauth='{...}'`` passes one)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(["context 'adsauth' given as a string must be a JSON object"]) from None
+    if raw is None:
+        raise ConfigError(["context 'adsauth' is missing from cdk.json (see infra/config.py)"])
+    if not isinstance(raw, Mapping):
+        raise ConfigError(["context 'adsauth' must be a JSON object (see infra/config.py)"])
+
+    problems: list[str] = []
+    if any(_looks_like_secret(str(k)) for k in raw):
+        problems.append(CLIENT_SECRET_REFUSED)
+    unknown = sorted(str(k) for k in raw if k not in KNOWN_KEYS and not _looks_like_secret(str(k)))
+    if unknown:
+        problems.append(
+            f"unknown key(s) {', '.join(unknown)}; known keys are {', '.join(KNOWN_KEYS)}"
+        )
+
+    values = {key: raw.get(key, getattr(_DEFAULTS, key)) for key in KNOWN_KEYS}
+    if "client_id" not in raw:
+        problems.append("client_id is required (the client id of your LwA security profile)")
+    else:
+        _check_client_id(values["client_id"], problems)
+    _check_scope(values["scope"], problems)
+    regions = values["allowed_regions"]
+    _check_regions(list(regions) if isinstance(regions, tuple) else regions, problems)
+    _check_domain(values["callback_domain"], values["certificate_arn"], problems)
+    _check_stage(values["stage_name"], problems)
+    _check_ttl(values["invitation_ttl_days"], problems)
+    _check_sender(values["ses_sender"], problems)
+    _check_operator(values["operator_name"], problems)
+
+    if problems:
+        raise ConfigError(problems)
+    values["allowed_regions"] = tuple(regions)
+    return AdsAuthConfig(**values)

@@ -1,0 +1,103 @@
+"""One factory for every adsauth function, so they all get the same runtime, layer and limits."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from infra.constants import (
+    FUNCTION_MEMORY_MB,
+    LAMBDA_ARCHITECTURE,
+    LAMBDA_RUNTIME,
+    LOG_RETENTION,
+    POWERTOOLS_LAYER_PARAMETER,
+)
+
+
+def powertools_layer(scope: Construct, construct_id: str = "PowertoolsLayer") -> lambda_.ILayerVersion:
+    """The AWS-managed Powertools layer at the pinned version, its ARN resolved at deploy time
+    from the public SSM parameter (so the template works in every region)."""
+    arn = ssm.StringParameter.value_for_string_parameter(scope, POWERTOOLS_LAYER_PARAMETER)
+    return lambda_.LayerVersion.from_layer_version_arn(scope, construct_id, arn)
+
+
+class AdsAuthFunction(Construct):
+    """A Python function with its own log group (explicit retention), X-Ray tracing and the
+    Powertools layer. ``function`` is the grantable Lambda.
+
+    Its role starts empty (no AWS-managed policy) and may only write to its own log group; every
+    other permission is a grant where the pieces meet.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: str,
+        description: str,
+        code: lambda_.Code,
+        layers: list[lambda_.ILayerVersion],
+        environment: Mapping[str, str],
+        timeout: Duration,
+        memory_size: int = FUNCTION_MEMORY_MB,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"adsauth {construct_id} function",
+        )
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            handler=handler,
+            description=description,
+            code=code,
+            runtime=LAMBDA_RUNTIME,
+            architecture=LAMBDA_ARCHITECTURE,
+            layers=layers,
+            environment=dict(environment),
+            timeout=timeout,
+            memory_size=memory_size,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            role=self.role,
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.function,
+            [
+                {
+                    "id": "AwsSolutions-L1",
+                    "reason": "Pinned to python3.13 to match the AWS-managed Powertools layer "
+                    "(POWERTOOLS_LAYER_PARAMETER), which is built per Python version.",
+                },
+            ],
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.role,
+            [
+                {
+                    "id": "AwsSolutions-IAM5",
+                    "reason": "X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords "
+                    "do not support resource-level permissions.",
+                    "appliesTo": ["Resource::*"],
+                },
+            ],
+            apply_to_children=True,
+        )

@@ -1,0 +1,76 @@
+"""The adsauth stack: composes the constructs and publishes what ops need to know."""
+
+from __future__ import annotations
+
+from aws_cdk import Annotations, CfnOutput, Stack
+from constructs import Construct
+
+from infra.api import PublicApi
+from infra.bundling import function_code
+from infra.config import AdsAuthConfig
+from infra.functions import powertools_layer
+from infra.storage import Storage
+
+
+class AdsAuthStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AdsAuthConfig, **kwargs
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        self.storage = Storage(self, "Storage", client_id=config.client_id)
+        self.api = PublicApi(
+            self,
+            "Api",
+            config=config,
+            storage=self.storage,
+            code=function_code(),
+            layers=[powertools_layer(self)],
+        )
+        self.table = self.storage.table
+        self.client_secret = self.storage.client_secret
+        self.rest_api = self.api.rest_api
+
+        self._outputs()
+        if config.is_placeholder_client:
+            Annotations.of(self).add_warning_v2(
+                "adsauth:placeholder-client-id",
+                "cdk.json context adsauth.client_id is still the EXAMPLE placeholder; set the "
+                "client id of your LwA security profile before deploying.",
+            )
+
+    def _outputs(self) -> None:
+        """What ops need after a deploy. The ops CLI (``adsauth --stack``) reads these names, so
+        keep them stable."""
+        config = self.config
+        outputs = {
+            "CallbackUrl": (
+                self.api.callback_url,
+                "Register exactly this as an Allowed Return URL of the LwA security profile",
+            ),
+            "InvitationBaseUrl": (
+                self.api.public_base_url,
+                "Public base URL; invitation links are <this>/connect/<token> (PUBLIC_BASE_URL)",
+            ),
+            "TableName": (self.table.table_name, "DynamoDB table of advertisers, profiles, invitations"),
+            "ClientId": (config.client_id, "LwA client id (not a secret)"),
+            "ClientSecretName": (
+                self.storage.client_secret_name,
+                "Put the LwA client {client_id, client_secret} here with put-secret-value",
+            ),
+            "SecretPrefix": (self.storage.secret_prefix, "Prefix of the per-advertiser token secrets"),
+            "AllowedRegions": (",".join(config.allowed_regions), "Regions an invitation may name"),
+            "InvitationTtlSeconds": (str(config.invitation_ttl_seconds), "Invitation lifetime"),
+        }
+        # CloudFormation refuses empty output values: optional settings appear only when set.
+        if config.ses_sender:
+            outputs["SesSender"] = (config.ses_sender, "SES identity the ops CLI sends from")
+        if config.operator_name:
+            outputs["OperatorName"] = (config.operator_name, "Name shown to advertisers")
+        if self.api.domain is not None:
+            outputs["CustomDomainTarget"] = (
+                self.api.domain.domain_name_alias_domain_name,
+                "Point the callback_domain DNS record (CNAME/alias) at this name",
+            )
+        for name, (value, description) in outputs.items():
+            CfnOutput(self, name, value=value, description=description)

@@ -1,0 +1,161 @@
+"""Where adsauth keeps state: the DynamoDB table and the Secrets Manager names.
+
+The table's keys and indexes come from ``adsauth.schema``, the same module the local stack uses to
+create its table, so the two cannot drift. The table never holds a token.
+
+Secrets:
+
+- the LwA client secret, created here WITHOUT its value: CloudFormation generates a throwaway
+  ``client_secret`` and ops overwrite it with the real one (``aws secretsmanager put-secret-value``);
+  no secret value is ever in the template.
+- per-advertiser refresh-token and access-token secrets under ``secret_prefix``, created at runtime
+  by the functions. Grants to them are given by this construct so that the ARN patterns live in one
+  place.
+"""
+
+from __future__ import annotations
+
+import json
+
+from adsauth import schema
+from aws_cdk import ArnFormat, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from infra.constants import advertiser_secret_prefix, client_secret_name
+
+# What the callback/exchange path does with an advertiser's secrets; nothing wider.
+ADVERTISER_SECRET_WRITE_ACTIONS = (
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:TagResource",
+    "secretsmanager:UpdateSecret",
+)
+
+
+def _attribute(name: str) -> dynamodb.Attribute:
+    return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)
+
+
+class Storage(Construct):
+    """The table, the LwA client secret and the advertiser secret namespace."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, client_id: str) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+
+        self.table = dynamodb.Table(
+            self,
+            "Table",
+            partition_key=_attribute(schema.PK),
+            sort_key=_attribute(schema.SK),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute=schema.TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.table.add_global_secondary_index(
+            index_name=schema.PROFILE_INDEX,
+            partition_key=_attribute(schema.PROFILE_INDEX_PK),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.table.add_global_secondary_index(
+            index_name=schema.EXPIRY_INDEX,
+            partition_key=_attribute(schema.EXPIRY_INDEX_PK),
+            sort_key=_attribute(schema.EXPIRY_INDEX_SK),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+
+        self.client_secret_name = client_secret_name(stack.stack_name)
+        self.client_secret = secretsmanager.Secret(
+            self,
+            "LwaClientSecret",
+            secret_name=self.client_secret_name,
+            description=(
+                "LwA client {client_id, client_secret} for adsauth. The generated client_secret is "
+                "a placeholder: put the real one with `aws secretsmanager put-secret-value`."
+            ),
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({"client_id": client_id}),
+                generate_string_key="client_secret",
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.client_secret,
+            [
+                {
+                    "id": "AwsSolutions-SMG4",
+                    "reason": "The LwA client secret is issued in the LwA console and can only be "
+                    "rotated there; ops then put the new value. No rotation Lambda can do it.",
+                }
+            ],
+        )
+
+        self.secret_prefix = advertiser_secret_prefix(stack.stack_name)
+        self.refresh_secrets_arn = self._secret_arn_pattern("refresh/*")
+        self.access_secrets_arn = self._secret_arn_pattern("access/*")
+
+    def _secret_arn_pattern(self, suffix: str) -> str:
+        return Stack.of(self).format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{self.secret_prefix}{suffix}",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def grant_table_read_write(self, grantee: iam.IGrantable) -> iam.Grant:
+        grant = self.table.grant_read_write_data(grantee)
+        table_arn = Stack.of(self).resolve(self.table.table_arn)["Fn::GetAtt"]
+        _acknowledge_wildcards(
+            grantee,
+            [f"Resource::<{table_arn[0]}.Arn>/index/*"],
+            "Queries the byProfile and byExpiry indexes of this one table.",
+        )
+        return grant
+
+    def grant_client_secret_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        """GetSecretValue on the LwA client secret, nothing else (it uses the AWS-managed key)."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["secretsmanager:GetSecretValue"],
+            resource_arns=[self.client_secret.secret_arn],
+        )
+
+    def grant_advertiser_secrets_write(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Create, store and read refresh- and access-token secrets (the exchange path)."""
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(ADVERTISER_SECRET_WRITE_ACTIONS),
+            resource_arns=[self.refresh_secrets_arn, self.access_secrets_arn],
+        )
+        _acknowledge_wildcards(
+            grantee,
+            [
+                "Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
+                f"secret:{self.secret_prefix}{kind}/*"
+                for kind in ("refresh", "access")
+            ],
+            "One secret per advertiser, created at runtime, so names are not known at deploy "
+            "time; the pattern is limited to this stack's advertiser prefix.",
+        )
+        return grant
+
+
+def _acknowledge_wildcards(grantee: iam.IGrantable, applies_to: list[str], reason: str) -> None:
+    # The finding sits on the principal's policy (the function's role), not on the function.
+    principal = grantee.grant_principal
+    if isinstance(principal, Construct):
+        NagSuppressions.add_resource_suppressions(
+            principal,
+            [{"id": "AwsSolutions-IAM5", "reason": reason, "appliesTo": applies_to}],
+            apply_to_children=True,
+        )

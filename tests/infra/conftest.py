@@ -1,0 +1,90 @@
+"""One synth per session: a single App holding the default stack and a custom-domain variant.
+
+Bundling is skipped (``aws:cdk:bundling-stacks: []``); the feature flags are the ones in cdk.json,
+so the tests see what ``cdk synth`` ships. cdk-nag runs as in app.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+import pytest  # noqa: E402
+from aws_cdk import App, Aspects  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from infra.config import load_config  # noqa: E402
+from infra.stack import AdsAuthStack  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+CLIENT_ID = "amzn1.application-oa2-client.0123456789abcdef0123456789abcdef"
+
+DEFAULT_CONFIG = {
+    "client_id": CLIENT_ID,
+    "scope": "advertising::campaign_management",
+    "allowed_regions": ["NA", "EU"],
+    "callback_domain": None,
+    "certificate_arn": None,
+    "stage_name": "prod",
+    "invitation_ttl_days": 7,
+    "ses_sender": None,
+    "operator_name": "Example Agency",
+}
+
+DOMAIN_CONFIG = {
+    **DEFAULT_CONFIG,
+    "callback_domain": "auth.example.com",
+    "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "stage_name": "live",
+    "ses_sender": "ops@example.com",
+    "operator_name": None,
+}
+
+
+def _cdk_json_flags() -> dict:
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    return {key: value for key, value in context.items() if key != "adsauth"}
+
+
+class Synth:
+    def __init__(self) -> None:
+        self.app = App(
+            context={
+                **_cdk_json_flags(),
+                "aws:cdk:bundling-stacks": [],
+                "adsauth": DEFAULT_CONFIG,
+            }
+        )
+        self.stack = AdsAuthStack(self.app, "AdsAuth", config=load_config(DEFAULT_CONFIG))
+        self.domain_stack = AdsAuthStack(
+            self.app, "AdsAuthDomain", config=load_config(DOMAIN_CONFIG)
+        )
+        Aspects.of(self.app).add(AwsSolutionsChecks())
+        # Template.from_stack synthesizes the App once; the second call reuses the assembly.
+        self.template = Template.from_stack(self.stack)
+        self.domain_template = Template.from_stack(self.domain_stack)
+
+
+@pytest.fixture(scope="session")
+def synth() -> Synth:
+    return Synth()
+
+
+@pytest.fixture(scope="session")
+def template(synth: Synth) -> Template:
+    return synth.template
+
+
+@pytest.fixture(scope="session")
+def cfn(template: Template) -> dict:
+    return template.to_json()
+
+
+@pytest.fixture(scope="session")
+def domain_cfn(synth: Synth) -> dict:
+    return synth.domain_template.to_json()

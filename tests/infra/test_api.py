@@ -1,0 +1,144 @@
+"""The public API: its routes, who serves them, the stage, the functions and the URLs."""
+
+from __future__ import annotations
+
+from tests.infra.cfn import api_routes, functions_by_handler, only, render, resources
+
+CONNECT = "adsauth.handlers.connect.handler"
+CALLBACK = "adsauth.handlers.callback.handler"
+ROUTES = {
+    ("GET", "/connect/{invitation}"): CONNECT,
+    ("GET", "/result/{outcome}"): CONNECT,
+    ("GET", "/callback"): CALLBACK,
+    ("POST", "/token"): CALLBACK,
+}
+
+
+def _function_id(cfn, handler):
+    return next(
+        logical_id
+        for logical_id, fn in resources(cfn, "AWS::Lambda::Function").items()
+        if fn["Properties"]["Handler"] == handler
+    )
+
+
+def test_exactly_the_four_routes_each_served_by_its_function(cfn):
+    routes = api_routes(cfn)
+    assert set(routes) == set(ROUTES)
+    for route, handler in ROUTES.items():
+        integration = routes[route]["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert "${" + _function_id(cfn, handler) + ".Arn}" in render(integration["Uri"]), route
+
+
+def test_only_post_token_requires_iam(cfn):
+    auth = {route: props["AuthorizationType"] for route, props in api_routes(cfn).items()}
+    assert auth == {
+        ("GET", "/connect/{invitation}"): "NONE",
+        ("GET", "/result/{outcome}"): "NONE",
+        ("GET", "/callback"): "NONE",
+        ("POST", "/token"): "AWS_IAM",
+    }
+
+
+def test_api_is_regional_with_a_traced_throttled_logged_stage(cfn):
+    _, api = only(cfn, "AWS::ApiGateway::RestApi")
+    assert api["Properties"]["EndpointConfiguration"]["Types"] == ["REGIONAL"]
+    _, stage = only(cfn, "AWS::ApiGateway::Stage")
+    props = stage["Properties"]
+    assert props["StageName"] == "prod"
+    assert props["TracingEnabled"] is True
+    (settings,) = props["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
+    assert settings["DataTraceEnabled"] is False  # would log query strings: the LwA code
+    assert settings["LoggingLevel"] == "ERROR"
+    access_format = props["AccessLogSetting"]["Format"]
+    assert "$context.resourcePath" in access_format
+    assert "$context.path" not in access_format  # the invitation token is in the path
+
+
+def test_functions_runtime_limits_and_layer(cfn):
+    _, parameter = next(
+        (k, p) for k, p in cfn["Parameters"].items() if "powertools" in p.get("Default", "")
+    )
+    assert parameter["Default"] == "/aws/service/powertools/python/arm64/python3.13/3.37.0"
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+    functions = functions_by_handler(cfn)
+    assert set(functions) == {CONNECT, CALLBACK}
+    for fn in functions.values():
+        props = fn["Properties"]
+        assert props["Runtime"] == "python3.13"
+        assert props["Architectures"] == ["arm64"]
+        assert props["Timeout"] < 29  # API Gateway's integration limit
+        assert props["MemorySize"] == 512
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert [render(layer) for layer in props["Layers"]] == [
+            "${" + next(k for k, p in cfn["Parameters"].items() if p is parameter) + "}"
+        ]
+        assert "Ref" in props["LoggingConfig"]["LogGroup"]
+
+
+def test_environment_matches_settings(cfn):
+    api_id, _ = only(cfn, "AWS::ApiGateway::RestApi")
+    table_id, _ = only(cfn, "AWS::DynamoDB::Table")
+    secret_id, _ = only(cfn, "AWS::SecretsManager::Secret")
+    for fn in functions_by_handler(cfn).values():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["TABLE_NAME"] == {"Ref": table_id}
+        assert env["LWA_CLIENT_SECRET_NAME"] == {"Ref": secret_id}
+        assert env["SECRET_PREFIX"] == "adsauth/AdsAuth/advertisers/"
+        assert env["LWA_SCOPE"] == "advertising::campaign_management"
+        assert env["ALLOWED_REGIONS"] == "NA,EU"
+        assert env["INVITATION_TTL_SECONDS"] == str(7 * 86400)
+        assert env["POWERTOOLS_SERVICE_NAME"] == env["POWERTOOLS_METRICS_NAMESPACE"] == "adsauth"
+        assert env["OPERATOR_NAME"] == "Example Agency"
+        assert "SES_SENDER" not in env
+        # Built from the API id, not the stage: no Stage/Deployment reference, so no cycle.
+        assert render(env["PUBLIC_BASE_URL"]) == (
+            "https://${" + api_id + "}.execute-api.${AWS::Region}.${AWS::URLSuffix}/prod"
+        )
+
+
+def test_settings_parse_the_environment(cfn):
+    from adsauth.settings import settings_from_env
+
+    for fn in functions_by_handler(cfn).values():
+        env = {k: render(v) for k, v in fn["Properties"]["Environment"]["Variables"].items()}
+        settings = settings_from_env(env)
+        assert [r.value for r in settings.allowed_regions] == ["NA", "EU"]
+        assert settings.invitation_ttl_seconds == 7 * 86400
+
+
+def test_outputs_tell_ops_what_to_register(cfn):
+    outputs = {name: render(o["Value"]) for name, o in cfn["Outputs"].items()}
+    base = outputs["InvitationBaseUrl"]
+    assert outputs["CallbackUrl"].endswith("/callback")
+    assert outputs["CallbackUrl"] == base + "/callback"
+    env = functions_by_handler(cfn)[CALLBACK]["Properties"]["Environment"]["Variables"]
+    assert base == render(env["PUBLIC_BASE_URL"])  # redirect_uri is identical everywhere
+    assert outputs["ClientSecretName"] == "adsauth/AdsAuth/lwa_client"
+    assert outputs["SecretPrefix"] == "adsauth/AdsAuth/advertisers/"
+    assert outputs["TableName"].startswith("${")
+    assert outputs["AllowedRegions"] == "NA,EU"
+
+
+def test_custom_domain_serves_the_stage_at_the_root(domain_cfn):
+    _, domain = only(domain_cfn, "AWS::ApiGateway::DomainName")
+    assert domain["Properties"]["DomainName"] == "auth.example.com"
+    assert domain["Properties"]["RegionalCertificateArn"].startswith("arn:aws:acm:")
+    assert domain["Properties"]["SecurityPolicy"] == "TLS_1_2"
+    _, mapping = only(domain_cfn, "AWS::ApiGateway::BasePathMapping")
+    assert "BasePath" not in mapping["Properties"]
+    assert mapping["Properties"]["Stage"] == {
+        "Ref": only(domain_cfn, "AWS::ApiGateway::Stage")[0]
+    }
+
+    outputs = {name: render(o["Value"]) for name, o in domain_cfn["Outputs"].items()}
+    assert outputs["CallbackUrl"] == "https://auth.example.com/callback"
+    assert "CustomDomainTarget" in outputs
+    assert outputs["SesSender"] == "ops@example.com"
+    for fn in functions_by_handler(domain_cfn).values():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["PUBLIC_BASE_URL"] == "https://auth.example.com"
+        assert env["SES_SENDER"] == "ops@example.com"
+        assert "OPERATOR_NAME" not in env

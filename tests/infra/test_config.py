@@ -1,0 +1,159 @@
+"""infra.config: every mistake in the ``adsauth`` context is reported, all at once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import infra.config
+from infra.config import CLIENT_SECRET_REFUSED, KNOWN_KEYS, AdsAuthConfig, ConfigError, load_config
+
+CLIENT_ID = "amzn1.application-oa2-client.0123456789abcdef0123456789abcdef"
+CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def problems_of(raw) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(raw)
+    return caught.value.problems
+
+
+def test_cdk_json_context_is_complete_valid_and_documented():
+    raw = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["adsauth"]
+    assert set(raw) == set(KNOWN_KEYS), "cdk.json lists every key, so it is the one place to look"
+    assert isinstance(load_config(raw), AdsAuthConfig)
+    for key in KNOWN_KEYS:
+        assert f"``{key}``" in infra.config.__doc__, f"{key} is not documented in infra/config.py"
+
+
+def test_minimal_config_takes_documented_defaults():
+    config = load_config({"client_id": CLIENT_ID})
+    assert config == AdsAuthConfig(
+        client_id=CLIENT_ID,
+        scope="advertising::campaign_management",
+        allowed_regions=("NA", "EU", "FE"),
+        stage_name="prod",
+        invitation_ttl_days=7,
+    )
+    assert config.invitation_ttl_seconds == 7 * 86400
+
+
+def test_full_config_with_custom_domain_and_sender():
+    config = load_config(
+        {
+            "client_id": CLIENT_ID,
+            "scope": "cpc_advertising:campaign_management",
+            "allowed_regions": ["FE"],
+            "callback_domain": "auth.example.com",
+            "certificate_arn": CERT,
+            "stage_name": "live_1",
+            "invitation_ttl_days": 30,
+            "ses_sender": "ops@example.com",
+            "operator_name": "Example Agency",
+        }
+    )
+    assert config.allowed_regions == ("FE",)
+    assert config.callback_domain == "auth.example.com"
+
+
+@pytest.mark.parametrize("sender", ["ops@example.com", "example.com", "mail.example.co.uk"])
+def test_ses_sender_may_be_an_email_or_a_domain(sender):
+    assert load_config({"client_id": CLIENT_ID, "ses_sender": sender}).ses_sender == sender
+
+
+def test_context_may_be_a_json_string():
+    assert load_config(json.dumps({"client_id": CLIENT_ID})).client_id == CLIENT_ID
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"client_id": "amzn1.application-oa2-client."}, "client_id must look like"),
+        ({"client_id": "my-client"}, "client_id must look like"),
+        ({"scope": "advertising::everything"}, "scope must be one of"),
+        ({"allowed_regions": []}, "allowed_regions must be a non-empty list"),
+        ({"allowed_regions": "NA"}, "allowed_regions must be a non-empty list"),
+        ({"allowed_regions": ["NA", "US"]}, "allowed_regions may only contain NA, EU, FE"),
+        ({"allowed_regions": ["NA", "NA"]}, "allowed_regions lists ['NA'] more than once"),
+        (
+            {"callback_domain": "https://auth.example.com", "certificate_arn": CERT},
+            "callback_domain must be a bare hostname",
+        ),
+        (
+            {"callback_domain": "auth.example.com/path", "certificate_arn": CERT},
+            "callback_domain must be a bare hostname",
+        ),
+        ({"callback_domain": "auth.example.com"}, "callback_domain needs certificate_arn"),
+        (
+            {"callback_domain": "auth.example.com", "certificate_arn": "arn:aws:iam::1:cert/x"},
+            "certificate_arn must be an ACM certificate ARN",
+        ),
+        ({"certificate_arn": CERT}, "certificate_arn is only used with callback_domain"),
+        ({"stage_name": "prod-1"}, "stage_name must match"),
+        ({"stage_name": ""}, "stage_name must match"),
+        ({"invitation_ttl_days": 0}, "invitation_ttl_days must be an integer from 1 to 30"),
+        ({"invitation_ttl_days": 31}, "invitation_ttl_days must be an integer from 1 to 30"),
+        ({"invitation_ttl_days": "7"}, "invitation_ttl_days must be an integer from 1 to 30"),
+        ({"invitation_ttl_days": True}, "invitation_ttl_days must be an integer from 1 to 30"),
+        ({"ses_sender": "not an address"}, "ses_sender must be a verified SES identity"),
+        ({"ses_sender": "ops@"}, "ses_sender must be a verified SES identity"),
+        ({"operator_name": ""}, "operator_name must be a non-empty string"),
+        ({"stage": "prod"}, "unknown key(s) stage"),
+    ],
+)
+def test_each_mistake_has_its_message(overrides, expected):
+    problems = problems_of({"client_id": CLIENT_ID, **overrides})
+    assert len(problems) == 1, problems
+    assert expected in problems[0]
+
+
+def test_all_mistakes_are_reported_together():
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            {
+                "client_id": "nope",
+                "scope": "x",
+                "allowed_regions": ["XX"],
+                "stage_name": "a b",
+                "invitation_ttl_days": 99,
+                "regions": ["NA"],
+            }
+        )
+    problems = caught.value.problems
+    for fragment in (
+        "client_id",
+        "scope",
+        "allowed_regions",
+        "stage_name",
+        "invitation_ttl_days",
+        "unknown key(s) regions",
+    ):
+        assert any(fragment in p for p in problems), (fragment, problems)
+    assert len(problems) == 6
+    assert all(p in str(caught.value) for p in problems)
+
+
+def test_missing_client_id_is_reported():
+    assert problems_of({}) == [
+        "client_id is required (the client id of your LwA security profile)"
+    ]
+
+
+@pytest.mark.parametrize("key", ["client_secret", "lwa_client_secret", "clientSecret"])
+def test_a_client_secret_is_refused_and_never_echoed(key):
+    value = "amzn1.oa2-cs.v1.supersecretvalue"
+    with pytest.raises(ConfigError) as caught:
+        load_config({"client_id": CLIENT_ID, key: value})
+    assert caught.value.problems == [CLIENT_SECRET_REFUSED]
+    assert CLIENT_SECRET_REFUSED == (
+        "the client secret never goes in cdk.json; put it in Secrets Manager, see README"
+    )
+    assert value not in str(caught.value)
+
+
+@pytest.mark.parametrize("raw", [None, ["client_id"], "not json"])
+def test_missing_or_malformed_context_is_an_error(raw):
+    assert problems_of(raw)

@@ -1,0 +1,34 @@
+"""No secret value reaches the template or an environment variable."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.infra.cfn import functions_by_handler, only, walk
+
+
+def test_template_has_no_secret_string(cfn, domain_cfn):
+    for template in (cfn, domain_cfn):
+        assert not [key for key, _ in walk(template) if key in ("SecretString", "SecretBinary")]
+
+
+def test_no_literal_client_secret_value(cfn):
+    text = json.dumps(cfn)
+    # "client_secret" appears only as the name of the generated key, never with a value.
+    assert not re.search(r'client_secret\\?"\s*:\s*\\?"', text)
+    _, secret = only(cfn, "AWS::SecretsManager::Secret")
+    assert "client_secret" not in json.loads(
+        secret["Properties"]["GenerateSecretString"]["SecretStringTemplate"]
+    )
+
+
+def test_only_secret_like_variable_is_the_secret_reference(cfn, domain_cfn):
+    for template in (cfn, domain_cfn):
+        secret_id, _ = only(template, "AWS::SecretsManager::Secret")
+        for fn in functions_by_handler(template).values():
+            env = fn["Properties"]["Environment"]["Variables"]
+            secretish = {k for k in env if re.search("SECRET|TOKEN|PASSWORD|KEY", k)}
+            assert secretish == {"LWA_CLIENT_SECRET_NAME", "SECRET_PREFIX"}
+            assert env["LWA_CLIENT_SECRET_NAME"] == {"Ref": secret_id}
+            assert isinstance(env["SECRET_PREFIX"], str) and env["SECRET_PREFIX"].endswith("/")
