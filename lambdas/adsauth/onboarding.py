@@ -171,7 +171,10 @@ class Onboarding:
         advertiser_id = pending.advertiser_id
         if error is not None:
             if error == "access_denied":
-                self.store.set_status(advertiser_id, AdvertiserStatus.DECLINED, "access_denied", now)
+                # a decline never undoes a connection made earlier (e.g. in another tab)
+                self.store.set_status(
+                    advertiser_id, AdvertiserStatus.DECLINED, "access_denied", now, unless=AdvertiserStatus.CONNECTED
+                )
                 return ConnectionResult("declined", advertiser_id, "access_denied")
             return self._failed(advertiser_id, error if error in AUTHORIZE_ERRORS else "authorization_error")
         if not code:
@@ -259,7 +262,10 @@ class Onboarding:
         return found, pending
 
     def _failed(self, advertiser_id: str, reason: str) -> ConnectionResult:
-        self.store.set_status(advertiser_id, AdvertiserStatus.FAILED, reason, self.clock())
+        # a failed attempt never undoes a working connection: its stored grant is still valid
+        self.store.set_status(
+            advertiser_id, AdvertiserStatus.FAILED, reason, self.clock(), unless=AdvertiserStatus.CONNECTED
+        )
         return ConnectionResult(outcome_for(reason), advertiser_id, reason)
 
 

@@ -24,7 +24,16 @@ class OnboardingStore(Protocol):
     def get_state(self, state_hash: str) -> PendingAuthorization | None: ...
     def consume_state(self, state_hash: str, now: float) -> bool:
         """Mark the state used; False when it was used already (atomic)."""
-    def set_status(self, advertiser_id: str, status: AdvertiserStatus, reason: str, now: float) -> None: ...
+    def set_status(
+        self,
+        advertiser_id: str,
+        status: AdvertiserStatus,
+        reason: str,
+        now: float,
+        *,
+        unless: AdvertiserStatus | None = None,
+    ) -> bool:
+        """Set the status, unless the advertiser is in status ``unless`` (then return False)."""
     def record_connection(
         self,
         *,

@@ -64,10 +64,13 @@ class FakeStore:
         self.consumed.add(state_hash)
         return True
 
-    def set_status(self, advertiser_id, status, reason, now):
+    def set_status(self, advertiser_id, status, reason, now, *, unless=None):
         adv = self.advertisers[advertiser_id]
+        if unless is not None and adv.status is unless:
+            return False
         self.advertisers[advertiser_id] = replace(adv, status=status, status_reason=reason, updated_at=now)
         self.writes += 1
+        return True
 
     def record_connection(self, *, advertiser_id, invitation_hash, profiles, pending_regions, token_expires_at, now):
         adv = self.advertisers[advertiser_id]

@@ -208,3 +208,21 @@ def test_manual_exchange(world):
     assert result.outcome == "connected"
     assert lwa.calls == [(Region.NA, "c", "https://amazon.com", None)]
     assert adv.advertiser_id in vault.refresh
+
+
+def test_a_later_decline_or_failure_never_undoes_a_connection(world):
+    flow, store, _v, lwa, *_ = world
+    adv, token = flow.invite(name="Acme", email="a@b.example", region=Region.NA)
+    tab_one, tab_two = flow.start(token), flow.start(token)
+
+    def state_of(redirect):
+        return parse_qs(urlsplit(redirect.authorize_url).query)["state"][0], {redirect.cookie_name: redirect.cookie_value}
+
+    s1, c1 = state_of(tab_one)
+    s2, c2 = state_of(tab_two)
+    assert flow.complete(*flow.check_state(s1, c1), code="c1", error=None).outcome == "connected"
+    assert flow.complete(*flow.check_state(s2, c2), code=None, error="access_denied").outcome == "declined"
+    assert store.get_advertiser(adv.advertiser_id).status is AdvertiserStatus.CONNECTED
+    lwa.fail = GrantInvalid()
+    flow.exchange_manual(advertiser_id=adv.advertiser_id, code="bad", redirect_uri="https://amazon.com", region=Region.NA)
+    assert store.get_advertiser(adv.advertiser_id).status is AdvertiserStatus.CONNECTED

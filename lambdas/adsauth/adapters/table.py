@@ -107,14 +107,34 @@ class DynamoStore:
             pending_regions=tuple(Region(r) for r in item.get("pending_regions", [])),
         )
 
-    def set_status(self, advertiser_id: str, status: AdvertiserStatus, reason: str, now: float) -> None:
-        self.table.update_item(
-            Key=schema.advertiser_key(advertiser_id),
-            UpdateExpression="SET #s = :s, status_reason = :r, updated_at = :now",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": status.value, ":r": reason, ":now": _num(now)},
-        )
+    def set_status(
+        self,
+        advertiser_id: str,
+        status: AdvertiserStatus,
+        reason: str,
+        now: float,
+        *,
+        unless: AdvertiserStatus | None = None,
+    ) -> bool:
+        """Set the status; with ``unless``, leave an advertiser in that status untouched."""
+        condition = "attribute_exists(pk)"
+        values = {":s": status.value, ":r": reason, ":now": _num(now)}
+        if unless is not None:
+            condition += " AND #s <> :unless"
+            values[":unless"] = unless.value
+        try:
+            self.table.update_item(
+                Key=schema.advertiser_key(advertiser_id),
+                UpdateExpression="SET #s = :s, status_reason = :r, updated_at = :now",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            if unless is None:
+                raise
+            return False
+        return True
 
     def record_connection(
         self,
@@ -168,7 +188,8 @@ class DynamoStore:
                 seen = set()
                 for profile in profiles:
                     seen.add(profile.profile_id)
-                    batch.put_item(Item=self._profile_item(advertiser_id, profile, "active", None))
+                    item = self._profile_item(advertiser_id, profile, "active", None)
+                    batch.put_item(Item={**item, "seen_at": _num(now)})
                 for (known_region, profile_id), old in known.items():
                     if known_region == region and profile_id not in seen and old.status != "removed":
                         batch.put_item(Item=self._profile_item(advertiser_id, old, "removed", now))
@@ -210,8 +231,12 @@ class DynamoStore:
             IndexName=schema.PROFILE_INDEX,
             KeyConditionExpression=Key(schema.PROFILE_INDEX_PK).eq(f"PROFILE#{profile_id}"),
         )
-        active = [i for i in items if i.get("status") == "active"] or items
-        return active[0]["advertiser_id"] if active else None
+        # Several grants can reach one profile (an agency login and the seller's own): the
+        # advertiser that saw it most recently wins, active ones before removed ones.
+        if not items:
+            return None
+        best = max(items, key=lambda i: (i.get("status") == "active", i.get("seen_at", 0)))
+        return best["advertiser_id"]
 
     @staticmethod
     def _profile(item: dict) -> Profile:
