@@ -73,6 +73,12 @@ class Storage(Construct):
             sort_key=_attribute(schema.EXPIRY_INDEX_SK),
             projection_type=dynamodb.ProjectionType.ALL,
         )
+        self.table.add_global_secondary_index(
+            index_name=schema.KIND_INDEX,
+            partition_key=_attribute(schema.KIND_INDEX_PK),
+            sort_key=_attribute(schema.KIND_INDEX_SK),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
 
         self.client_secret_name = client_secret_name(stack.stack_name)
         self.client_secret = secretsmanager.Secret(

@@ -8,6 +8,7 @@ Access patterns, none of them a scan:
 | profiles of an advertiser                 | pk=ADV#<id>            sk begins_with PROFILE#        |
 | advertiser by profile id                  | index byProfile: gsi1pk=PROFILE#<profileId>           |
 | advertisers whose token expires before T  | index byExpiry: due_pk=DUE#<shard>, due_sk < T (ISO)  |
+| all advertisers (ops listing)             | index byKind: kind_pk=ADVERTISER, kind_sk=<id>        |
 | invitation by its token                   | pk=INVITE#<sha256(token)> sk=INVITE                   |
 | state by its value                        | pk=STATE#<sha256(state)>  sk=STATE                    |
 
@@ -28,6 +29,10 @@ PROFILE_INDEX_PK = "gsi1pk"
 EXPIRY_INDEX = "byExpiry"
 EXPIRY_INDEX_PK = "due_pk"
 EXPIRY_INDEX_SK = "due_sk"
+KIND_INDEX = "byKind"
+KIND_INDEX_PK = "kind_pk"
+KIND_INDEX_SK = "kind_sk"
+ADVERTISER_KIND = "ADVERTISER"
 # Advertisers are spread over a few partitions of the expiry index so that thousands of them do
 # not share one hot key; the refresher queries each shard.
 EXPIRY_SHARDS = 4
@@ -56,7 +61,7 @@ def create_table_request(table_name: str) -> dict[str, Any]:
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
             {"AttributeName": name, "AttributeType": "S"}
-            for name in (PK, SK, PROFILE_INDEX_PK, EXPIRY_INDEX_PK, EXPIRY_INDEX_SK)
+            for name in (PK, SK, PROFILE_INDEX_PK, EXPIRY_INDEX_PK, EXPIRY_INDEX_SK, KIND_INDEX_PK, KIND_INDEX_SK)
         ],
         "KeySchema": [
             {"AttributeName": PK, "KeyType": "HASH"},
@@ -73,6 +78,14 @@ def create_table_request(table_name: str) -> dict[str, Any]:
                 "KeySchema": [
                     {"AttributeName": EXPIRY_INDEX_PK, "KeyType": "HASH"},
                     {"AttributeName": EXPIRY_INDEX_SK, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                "IndexName": KIND_INDEX,
+                "KeySchema": [
+                    {"AttributeName": KIND_INDEX_PK, "KeyType": "HASH"},
+                    {"AttributeName": KIND_INDEX_SK, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             },

@@ -47,6 +47,8 @@ class DynamoStore:
         advertiser_item = {
             **schema.advertiser_key(advertiser.advertiser_id),
             "type": "advertiser",
+            schema.KIND_INDEX_PK: schema.ADVERTISER_KIND,
+            schema.KIND_INDEX_SK: advertiser.advertiser_id,
             "advertiser_id": advertiser.advertiser_id,
             "name": advertiser.name,
             "email": advertiser.email,
