@@ -21,7 +21,10 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adsauth import oauth
@@ -59,7 +62,12 @@ def _idempotency() -> tuple[DynamoDBPersistenceLayer, IdempotencyConfig]:
         expiry_attr="ttl",
     )
     config = IdempotencyConfig(
-        event_key_jmespath="key", raise_on_no_idempotency_key=True, expires_after_seconds=24 * 3600
+        event_key_jmespath="key",
+        # a replay must also ask for the same thing: the same code sent for another advertiser
+        # is refused instead of being answered with the first advertiser's result
+        payload_validation_jmespath="request",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=24 * 3600,
     )
     return persistence, config
 
@@ -75,9 +83,10 @@ def _once():
     return run
 
 
-def once(key: str, work) -> ConnectionResult:
-    """Run ``work`` at most once per ``key`` (already a hash); replays get the first result."""
-    data = _once()(attempt={"key": key}, work=work)
+def once(key: str, request: str, work) -> ConnectionResult:
+    """Run ``work`` at most once per ``key`` (already a hash); replays of the same ``request``
+    (a hash too) get the first result, others raise ``IdempotencyValidationError``."""
+    data = _once()(attempt={"key": key, "request": request}, work=work)
     data["regions_ok"] = tuple(data.get("regions_ok", ()))
     data["regions_pending"] = tuple(data.get("regions_pending", ()))
     return ConnectionResult(**data)
@@ -108,7 +117,7 @@ def callback() -> Response:
     flow = onboarding()
     pending, verifier = flow.check_state(state, cookies)
     key = f"callback:{pending.state_hash}:{oauth.digest(code or 'error:' + str(error))}"
-    result = once(key, lambda: flow.complete(pending, verifier, code=code, error=error))
+    result = once(key, pending.state_hash, lambda: flow.complete(pending, verifier, code=code, error=error))
     metrics.add_metric(name=OUTCOME_METRIC[result.outcome], unit=MetricUnit.Count, value=1)
     logger.info(
         "authorization finished",
@@ -162,6 +171,7 @@ def token() -> Response:
     region = Region(request.region)
     result = once(
         f"token:{oauth.digest(request.code)}",
+        oauth.digest(f"{request.advertiser}|{request.region}|{request.redirect_uri}"),
         lambda: flow.exchange_manual(
             advertiser_id=request.advertiser, code=request.code, redirect_uri=request.redirect_uri, region=region
         ),
@@ -217,6 +227,13 @@ def in_progress(_exc: Exception) -> Response:
     if _is_token_route():
         return _json_error(409, "in_progress", "This code is being exchanged right now; retry in a few seconds.")
     return page("in_progress")
+
+
+@app.exception_handler(IdempotencyValidationError)
+def replay_mismatch(_exc: Exception) -> Response:
+    if _is_token_route():
+        return _json_error(409, "code_already_used", "This code was already exchanged for another request.")
+    return page("state_replayed")
 
 
 @app.not_found
