@@ -100,6 +100,24 @@ class Onboarding:
         self.store.create_invitation(invitation, advertiser)
         return advertiser, token
 
+    def reinvite(self, advertiser_id: str, *, ttl_seconds: int | None = None) -> tuple[Advertiser, str]:
+        """A new invitation for a known advertiser (``needs_reauth``, ``revoked``, ``declined``…);
+        completing it replaces the stored grant."""
+        advertiser = self.store.get_advertiser(advertiser_id)
+        if advertiser is None:
+            raise AdvertiserUnknown()
+        now = self.clock()
+        token = oauth.new_invitation_token()
+        invitation = Invitation(
+            token_hash=oauth.digest(token),
+            advertiser_id=advertiser_id,
+            region=advertiser.region,
+            created_at=now,
+            expires_at=now + (ttl_seconds or self.settings.invitation_ttl_seconds),
+        )
+        self.store.create_invitation(invitation, None)
+        return advertiser, token
+
     # --- GET /connect/{invitation} -------------------------------------------------------------
     def start(self, invitation_token: str) -> ConnectRedirect:
         """Check the invitation, create state + PKCE verifier, and build the authorize URL."""

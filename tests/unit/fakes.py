@@ -41,8 +41,11 @@ class FakeStore:
         self.writes = 0
 
     def create_invitation(self, invitation, advertiser):
+        if advertiser is None:
+            assert invitation.advertiser_id in self.advertisers
+        else:
+            self.advertisers[advertiser.advertiser_id] = advertiser
         self.invitations[invitation.token_hash] = invitation
-        self.advertisers[advertiser.advertiser_id] = advertiser
         self.writes += 1
 
     def get_invitation(self, token_hash):

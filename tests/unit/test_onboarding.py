@@ -226,3 +226,26 @@ def test_a_later_decline_or_failure_never_undoes_a_connection(world):
     lwa.fail = GrantInvalid()
     flow.exchange_manual(advertiser_id=adv.advertiser_id, code="bad", redirect_uri="https://amazon.com", region=Region.NA)
     assert store.get_advertiser(adv.advertiser_id).status is AdvertiserStatus.CONNECTED
+
+
+def test_reinvite_issues_a_new_link_whose_completion_replaces_the_grant(world):
+    flow, store, vault, *_ = world
+    with pytest.raises(AdvertiserUnknown):
+        flow.reinvite("adv-missing")
+    adv, first = flow.invite(name="Acme", email="a@b.example", region=Region.FE)
+    state, cookies = start_flow_for(flow, first)
+    flow.complete(*flow.check_state(state, cookies), code="c1", error=None)
+    old_grant = vault.refresh[adv.advertiser_id]
+    store.set_status(adv.advertiser_id, AdvertiserStatus.NEEDS_REAUTH, "invalid_grant", 0)
+    same, second = flow.reinvite(adv.advertiser_id)
+    assert same.advertiser_id == adv.advertiser_id and second != first
+    state, cookies = start_flow_for(flow, second)
+    assert flow.complete(*flow.check_state(state, cookies), code="c2", error=None).outcome == "connected"
+    assert vault.refresh[adv.advertiser_id] != old_grant
+    assert store.get_advertiser(adv.advertiser_id).status is AdvertiserStatus.CONNECTED
+
+
+def start_flow_for(flow, token):
+    redirect = flow.start(token)
+    state = parse_qs(urlsplit(redirect.authorize_url).query)["state"][0]
+    return state, {redirect.cookie_name: redirect.cookie_value}

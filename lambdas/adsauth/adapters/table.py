@@ -43,22 +43,9 @@ class DynamoStore:
         self.client = table.meta.client
 
     # --- invitations ---------------------------------------------------------------------------
-    def create_invitation(self, invitation: Invitation, advertiser: Advertiser) -> None:
-        advertiser_item = {
-            **schema.advertiser_key(advertiser.advertiser_id),
-            "type": "advertiser",
-            schema.KIND_INDEX_PK: schema.ADVERTISER_KIND,
-            schema.KIND_INDEX_SK: advertiser.advertiser_id,
-            "advertiser_id": advertiser.advertiser_id,
-            "name": advertiser.name,
-            "email": advertiser.email,
-            "region": advertiser.region.value,
-            "status": advertiser.status.value,
-            "status_reason": "",
-            "created_at": _num(advertiser.created_at),
-            "updated_at": _num(advertiser.updated_at),
-            "pending_regions": [],
-        }
+    def create_invitation(self, invitation: Invitation, advertiser: Advertiser | None) -> None:
+        """Store an invitation; with ``advertiser``, create that advertiser in the same
+        transaction, without one (a re-invitation) require the advertiser to exist."""
         invitation_item = {
             **schema.invitation_key(invitation.token_hash),
             "type": "invitation",
@@ -69,13 +56,36 @@ class DynamoStore:
             schema.TTL_ATTRIBUTE: int(invitation.expires_at + RETENTION_AFTER_EXPIRY),
         }
         condition = "attribute_not_exists(pk)"
+        items: list[dict] = [{"Put": {"TableName": self.table.name, "Item": invitation_item, "ConditionExpression": condition}}]
+        if advertiser is None:
+            items.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table.name,
+                        "Key": schema.advertiser_key(invitation.advertiser_id),
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                }
+            )
+        else:
+            advertiser_item = {
+                **schema.advertiser_key(advertiser.advertiser_id),
+                "type": "advertiser",
+                schema.KIND_INDEX_PK: schema.ADVERTISER_KIND,
+                schema.KIND_INDEX_SK: advertiser.advertiser_id,
+                "advertiser_id": advertiser.advertiser_id,
+                "name": advertiser.name,
+                "email": advertiser.email,
+                "region": advertiser.region.value,
+                "status": advertiser.status.value,
+                "status_reason": "",
+                "created_at": _num(advertiser.created_at),
+                "updated_at": _num(advertiser.updated_at),
+                "pending_regions": [],
+            }
+            items.append({"Put": {"TableName": self.table.name, "Item": advertiser_item, "ConditionExpression": condition}})
         # the resource's client serializes Python values itself
-        self.client.transact_write_items(
-            TransactItems=[
-                {"Put": {"TableName": self.table.name, "Item": item, "ConditionExpression": condition}}
-                for item in (advertiser_item, invitation_item)
-            ]
-        )
+        self.client.transact_write_items(TransactItems=items)
 
     def get_invitation(self, token_hash: str) -> Invitation | None:
         item = self.table.get_item(Key=schema.invitation_key(token_hash), ConsistentRead=True).get("Item")
