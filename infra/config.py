@@ -28,6 +28,25 @@ Keys (JSON has no comments, so they are documented here):
     invitations. Default ``null``: the CLI prints the link instead.
 ``operator_name``
     Optional name shown to advertisers on the consent and result pages, e.g. your agency's name.
+``refresh_schedule_minutes``
+    How often the refresh dispatcher runs (EventBridge ``rate(N minutes)``), an integer from 1 to
+    15. Default 1.
+``refresh_lead_minutes``
+    An access token is refreshed once it has fewer than this many minutes left. Default 12. It must
+    be at least ``10 + refresh_schedule_minutes + 1``: a token that just misses one dispatch is
+    picked up by the next, ``refresh_schedule_minutes`` later, and refreshed within about a minute,
+    so downstream always finds at least 10 minutes left. At most 45: an access token lives 60
+    minutes, and a longer lead would refresh tokens that are nowhere near expiry.
+``refresh_concurrency``
+    At most this many refresh workers run at once (the SQS event source's maximum concurrency),
+    an integer from 2 (the SQS minimum) to 50. Default 5. It bounds the parallel calls to LwA.
+``profile_refresh_hours``
+    How often an advertiser's profiles are listed again by the refresher, an integer from 1 to
+    168 (a week). Default 24.
+``alert_email``
+    Optional email address subscribed to the alert topic (refresh failures, advertisers that need
+    to authorize again, the DLQ alarm). The address must confirm the subscription. Default
+    ``null``: subscribe to the ``AlertTopicArn`` output yourself.
 
 The LwA client *secret* never goes here: it lives in Secrets Manager (see README). A key that
 looks like a secret is refused, as is any unknown key (typos would otherwise be silently ignored).
@@ -80,10 +99,23 @@ class AdsAuthConfig:
     invitation_ttl_days: int = 7
     ses_sender: str | None = None
     operator_name: str | None = None
+    refresh_schedule_minutes: int = 1
+    refresh_lead_minutes: int = 12
+    refresh_concurrency: int = 5
+    profile_refresh_hours: int = 24
+    alert_email: str | None = None
 
     @property
     def invitation_ttl_seconds(self) -> int:
         return self.invitation_ttl_days * 24 * 3600
+
+    @property
+    def refresh_lead_seconds(self) -> int:
+        return self.refresh_lead_minutes * 60
+
+    @property
+    def profile_refresh_seconds(self) -> int:
+        return self.profile_refresh_hours * 3600
 
     @property
     def is_placeholder_client(self) -> bool:
@@ -173,6 +205,68 @@ def _check_operator(value: Any, problems: list[str]) -> None:
         problems.append("operator_name must be a non-empty string of at most 100 characters")
 
 
+# Downstream is promised at least this many minutes on a token it reads (adsauth.client default).
+MIN_DOWNSTREAM_MINUTES = 10
+MAX_REFRESH_LEAD_MINUTES = 45
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int_range(key: str, value: Any, low: int, high: int, why: str, problems: list[str]) -> bool:
+    if _is_int(value) and low <= value <= high:
+        return True
+    problems.append(f"{key} must be an integer from {low} to {high}{why}; got {value!r}")
+    return False
+
+
+def _check_refresh(values: Mapping[str, Any], problems: list[str]) -> None:
+    schedule_ok = _check_int_range(
+        "refresh_schedule_minutes", values["refresh_schedule_minutes"], 1, 15, "", problems
+    )
+    lead = values["refresh_lead_minutes"]
+    if not _is_int(lead):
+        problems.append(f"refresh_lead_minutes must be an integer (minutes); got {lead!r}")
+    elif lead > MAX_REFRESH_LEAD_MINUTES:
+        problems.append(
+            f"refresh_lead_minutes must be at most {MAX_REFRESH_LEAD_MINUTES}: an access token "
+            f"lives 60 minutes, a longer lead refreshes tokens far from expiry; got {lead}"
+        )
+    elif schedule_ok:
+        schedule = values["refresh_schedule_minutes"]
+        minimum = MIN_DOWNSTREAM_MINUTES + schedule + 1
+        if lead < minimum:
+            problems.append(
+                f"refresh_lead_minutes must be at least {minimum} "
+                f"({MIN_DOWNSTREAM_MINUTES} + refresh_schedule_minutes {schedule} + 1): a token "
+                f"that just misses a dispatch waits {schedule} minute(s) for the next one and about "
+                f"a minute to be refreshed, and downstream must still find "
+                f"{MIN_DOWNSTREAM_MINUTES} minutes left; got {lead}"
+            )
+    _check_int_range(
+        "refresh_concurrency",
+        values["refresh_concurrency"],
+        2,
+        50,
+        " (the SQS event source's maximum concurrency cannot be below 2)",
+        problems,
+    )
+    _check_int_range(
+        "profile_refresh_hours", values["profile_refresh_hours"], 1, 168, " (up to a week)", problems
+    )
+
+
+def _check_alert_email(value: Any, problems: list[str]) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        email = _EMAIL.match(value)
+        if email and _is_hostname(email.group("domain")):
+            return
+    problems.append(f"alert_email must be an email address like 'ops@example.com'; got {value!r}")
+
+
 def _looks_like_secret(key: str) -> bool:
     lowered = key.lower()
     return "secret" in lowered or "password" in lowered
@@ -213,6 +307,8 @@ def load_config(raw: Mapping[str, Any] | str | None) -> AdsAuthConfig:
     _check_ttl(values["invitation_ttl_days"], problems)
     _check_sender(values["ses_sender"], problems)
     _check_operator(values["operator_name"], problems)
+    _check_refresh(values, problems)
+    _check_alert_email(values["alert_email"], problems)
 
     if problems:
         raise ConfigError(problems)

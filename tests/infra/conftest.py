@@ -34,6 +34,11 @@ DEFAULT_CONFIG = {
     "invitation_ttl_days": 7,
     "ses_sender": None,
     "operator_name": "Example Agency",
+    "refresh_schedule_minutes": 1,
+    "refresh_lead_minutes": 12,
+    "refresh_concurrency": 5,
+    "profile_refresh_hours": 24,
+    "alert_email": None,
 }
 
 DOMAIN_CONFIG = {
@@ -43,6 +48,11 @@ DOMAIN_CONFIG = {
     "stage_name": "live",
     "ses_sender": "ops@example.com",
     "operator_name": None,
+    "refresh_schedule_minutes": 2,
+    "refresh_lead_minutes": 15,
+    "refresh_concurrency": 8,
+    "profile_refresh_hours": 12,
+    "alert_email": "alerts@example.com",
 }
 
 

@@ -37,8 +37,15 @@ def test_minimal_config_takes_documented_defaults():
         allowed_regions=("NA", "EU", "FE"),
         stage_name="prod",
         invitation_ttl_days=7,
+        refresh_schedule_minutes=1,
+        refresh_lead_minutes=12,
+        refresh_concurrency=5,
+        profile_refresh_hours=24,
+        alert_email=None,
     )
     assert config.invitation_ttl_seconds == 7 * 86400
+    assert config.refresh_lead_seconds == 12 * 60
+    assert config.profile_refresh_seconds == 24 * 3600
 
 
 def test_full_config_with_custom_domain_and_sender():
@@ -53,10 +60,36 @@ def test_full_config_with_custom_domain_and_sender():
             "invitation_ttl_days": 30,
             "ses_sender": "ops@example.com",
             "operator_name": "Example Agency",
+            "refresh_schedule_minutes": 15,
+            "refresh_lead_minutes": 26,
+            "refresh_concurrency": 50,
+            "profile_refresh_hours": 168,
+            "alert_email": "alerts+adsauth@example.com",
         }
     )
     assert config.allowed_regions == ("FE",)
     assert config.callback_domain == "auth.example.com"
+    assert config.refresh_lead_seconds == 26 * 60
+    assert config.alert_email == "alerts+adsauth@example.com"
+
+
+@pytest.mark.parametrize(
+    "schedule, lead", [(1, 12), (1, 45), (2, 13), (5, 16), (15, 26), (15, 45)]
+)
+def test_refresh_lead_leaves_downstream_ten_minutes(schedule, lead):
+    config = load_config(
+        {"client_id": CLIENT_ID, "refresh_schedule_minutes": schedule, "refresh_lead_minutes": lead}
+    )
+    # Worst case: just missed a dispatch, waits a full interval, then a minute to refresh.
+    assert config.refresh_lead_minutes - config.refresh_schedule_minutes - 1 >= 10
+
+
+def test_a_slower_schedule_needs_a_longer_lead():
+    (problem,) = problems_of({"client_id": CLIENT_ID, "refresh_schedule_minutes": 5})
+    assert problem.startswith(
+        "refresh_lead_minutes must be at least 16 (10 + refresh_schedule_minutes 5 + 1)"
+    )
+    assert "downstream must still find 10 minutes left; got 12" in problem
 
 
 @pytest.mark.parametrize("sender", ["ops@example.com", "example.com", "mail.example.co.uk"])
@@ -102,6 +135,34 @@ def test_context_may_be_a_json_string():
         ({"ses_sender": "ops@"}, "ses_sender must be a verified SES identity"),
         ({"operator_name": ""}, "operator_name must be a non-empty string"),
         ({"stage": "prod"}, "unknown key(s) stage"),
+        ({"refresh_schedule_minutes": 0}, "refresh_schedule_minutes must be an integer from 1 to 15"),
+        ({"refresh_schedule_minutes": 16}, "refresh_schedule_minutes must be an integer from 1 to 15"),
+        ({"refresh_schedule_minutes": "1"}, "refresh_schedule_minutes must be an integer from 1 to 15"),
+        ({"refresh_schedule_minutes": True}, "refresh_schedule_minutes must be an integer from 1 to 15"),
+        ({"refresh_lead_minutes": 11}, "refresh_lead_minutes must be at least 12"),
+        ({"refresh_lead_minutes": 5}, "refresh_lead_minutes must be at least 12"),
+        (
+            {"refresh_schedule_minutes": 3, "refresh_lead_minutes": 13},
+            "refresh_lead_minutes must be at least 14",
+        ),
+        ({"refresh_lead_minutes": 46}, "refresh_lead_minutes must be at most 45"),
+        ({"refresh_lead_minutes": "12"}, "refresh_lead_minutes must be an integer"),
+        ({"refresh_lead_minutes": 12.5}, "refresh_lead_minutes must be an integer"),
+        (
+            {"refresh_concurrency": 1},
+            "refresh_concurrency must be an integer from 2 to 50 (the SQS event source's "
+            "maximum concurrency cannot be below 2)",
+        ),
+        ({"refresh_concurrency": 51}, "refresh_concurrency must be an integer from 2 to 50"),
+        ({"refresh_concurrency": 5.0}, "refresh_concurrency must be an integer from 2 to 50"),
+        ({"profile_refresh_hours": 0}, "profile_refresh_hours must be an integer from 1 to 168"),
+        ({"profile_refresh_hours": 169}, "profile_refresh_hours must be an integer from 1 to 168"),
+        ({"profile_refresh_hours": None}, "profile_refresh_hours must be an integer from 1 to 168"),
+        ({"alert_email": "ops"}, "alert_email must be an email address"),
+        ({"alert_email": "ops@"}, "alert_email must be an email address"),
+        ({"alert_email": "ops@localhost"}, "alert_email must be an email address"),
+        ({"alert_email": ["ops@example.com"]}, "alert_email must be an email address"),
+        ({"alert_email": ""}, "alert_email must be an email address"),
     ],
 )
 def test_each_mistake_has_its_message(overrides, expected):
