@@ -113,6 +113,19 @@ class ClientMisconfigured(LwaError):
     message = "The LwA client secret in Secrets Manager is missing or malformed."
 
 
+# --- stored tokens ---------------------------------------------------------------------------
+class RefreshTokenMissing(AdsAuthError):
+    code = "refresh_token_missing"
+    message = "The advertiser has no stored refresh token."
+
+
+class RefreshTokenSuperseded(AdsAuthError):
+    """Another writer replaced the refresh token version this one was derived from."""
+
+    code = "refresh_token_superseded"
+    message = "A newer refresh token was stored meanwhile; this one is discarded."
+
+
 # --- Ads API -----------------------------------------------------------------------------------
 class AdsApiError(AdsAuthError):
     code = "ads_api_error"

@@ -40,6 +40,9 @@ class Advertiser:
     token_expires_at: float | None = None
     connected_at: float | None = None
     pending_regions: tuple[Region, ...] = ()
+    profiles_at: float | None = None  # last listing of the profiles (any outcome)
+    last_refresh_at: float | None = None
+    last_refresh_error: str = ""  # why the last refresh failed (an error code), "" after a success
 
 
 @dataclass(frozen=True)
@@ -112,3 +115,90 @@ class ConnectionResult:
     regions_ok: tuple[str, ...] = ()
     regions_pending: tuple[str, ...] = ()
     profile_count: int = 0
+
+
+# --- the refresher ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DueSchedule:
+    """When an advertiser needs the refresher, as one deadline in the ``byExpiry`` index.
+
+    The dispatcher takes every advertiser whose deadline falls within the lead window. A token's
+    deadline is its expiry, so it is renewed ``lead_seconds`` before it runs out. Profile work
+    (the daily listing, or a retry of regions that failed) gets the deadline "due time + lead", so
+    it is dispatched when it is due.
+    """
+
+    lead_seconds: float = 720
+    profile_refresh_seconds: float = 86400
+    pending_retry_seconds: float = 900  # a region that failed is asked again after 15 minutes
+    redispatch_seconds: float = 300  # a dispatched advertiser is not queued again for 5 minutes
+
+    def profiles_due_at(self, profiles_at: float | None, pending: tuple | list) -> float:
+        last = profiles_at or 0.0
+        return last + (self.pending_retry_seconds if pending else self.profile_refresh_seconds)
+
+    def deadline(self, token_expires_at: float, profiles_at: float | None, pending: tuple | list) -> float:
+        return min(token_expires_at, self.profiles_due_at(profiles_at, pending) + self.lead_seconds)
+
+    def token_due(self, token_expires_at: float | None, now: float) -> bool:
+        return token_expires_at is None or token_expires_at - now <= self.lead_seconds
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's exclusive right to refresh one advertiser until ``until``. ``fence`` grows by
+    one with every lease taken on the advertiser, so a later holder always has a larger one."""
+
+    advertiser_id: str
+    owner: str
+    fence: int
+    until: float
+
+
+@dataclass(frozen=True)
+class StoredRefreshToken:
+    """The refresh token as read from the vault, with the secret version it came from."""
+
+    value: str = field(repr=False)
+    version: str
+
+
+@dataclass(frozen=True)
+class DueAdvertiser:
+    advertiser_id: str
+    due_sk: str  # the deadline as stored, to snooze it only if no one moved it meanwhile
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One entry of an advertiser's audit trail. Never holds a token value."""
+
+    advertiser_id: str
+    at: float
+    event: str  # connected | refreshed | rotated | revoked | needs_reauth
+    cause: str
+
+
+@dataclass(frozen=True)
+class ProfilesResult:
+    regions_ok: tuple[str, ...] = ()
+    regions_pending: tuple[str, ...] = ()
+    profile_count: int = 0
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What one refresh attempt did. Safe to log: no token inside.
+
+    ``outcome``: ``refreshed``; ``fresh`` (nothing due, no LwA call); ``busy`` (another worker
+    holds the lease); ``not_connected``; ``needs_reauth`` (LwA refused the grant);
+    ``client_invalid`` (LwA refused our client: refreshes are paused); ``paused`` (they were
+    paused already); ``superseded`` (a newer token was stored while we were refreshing).
+    """
+
+    advertiser_id: str
+    outcome: str
+    reason: str = ""
+    rotated: bool = False
+    token_expires_at: float | None = None
+    profiles: ProfilesResult | None = None

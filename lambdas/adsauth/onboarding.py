@@ -255,6 +255,7 @@ class Onboarding:
             token_expires_at=tokens.expires_at,
             now=now,
         )
+        self.store.add_event(advertiser_id, "connected", "invitation" if invitation_hash else "manual_exchange", now)
         return ConnectionResult(
             "connected",
             advertiser_id,

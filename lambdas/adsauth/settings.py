@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Mapping
 
+from adsauth.models import DueSchedule
 from adsauth.regions import Endpoints, Region, endpoints_from_env
 
 DEFAULT_SCOPE = "advertising::campaign_management"
+ACCESS_TOKEN_SECONDS = 3600  # what LwA grants; the lead window must stay well inside it
 
 
 class SettingsError(ValueError):
@@ -36,6 +38,16 @@ class Settings:
     ses_sender: str = ""
     operator_name: str = "your agency"
     endpoints: Mapping[Region, Endpoints] = field(default_factory=dict)
+    # the refresher (optional: the API functions run without them)
+    refresh_queue_url: str = ""
+    alert_topic_arn: str = ""
+    refresh_lead_seconds: int = 720
+    profile_refresh_seconds: int = 86400
+    refresh_lease_seconds: int = 120
+
+    @property
+    def due_schedule(self) -> DueSchedule:
+        return DueSchedule(lead_seconds=self.refresh_lead_seconds, profile_refresh_seconds=self.profile_refresh_seconds)
 
     @property
     def callback_url(self) -> str:
@@ -77,6 +89,10 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         raise SettingsError("ALLOWED_REGIONS must be a comma-separated subset of NA,EU,FE") from None
     if not regions:
         raise SettingsError("ALLOWED_REGIONS must name at least one region")
+    lead = int(_number(env, "REFRESH_LEAD_SECONDS", 720, int))
+    if lead >= ACCESS_TOKEN_SECONDS // 2:
+        # a longer lead would refresh every token at nearly every run
+        raise SettingsError("environment variable REFRESH_LEAD_SECONDS must be below 1800")
     return Settings(
         table_name=_require(env, "TABLE_NAME"),
         public_base_url=_require(env, "PUBLIC_BASE_URL").rstrip("/"),
@@ -93,6 +109,11 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         ses_sender=env.get("SES_SENDER", ""),
         operator_name=env.get("OPERATOR_NAME", "") or "your agency",
         endpoints=endpoints_from_env(env),
+        refresh_queue_url=env.get("REFRESH_QUEUE_URL", "").strip(),
+        alert_topic_arn=env.get("ALERT_TOPIC_ARN", "").strip(),
+        refresh_lead_seconds=lead,
+        profile_refresh_seconds=int(_number(env, "PROFILE_REFRESH_SECONDS", 86400, int)),
+        refresh_lease_seconds=int(_number(env, "REFRESH_LEASE_SECONDS", 120, int)),
     )
 
 

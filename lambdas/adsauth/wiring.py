@@ -1,9 +1,14 @@
-"""Builds the adapters once per process, lazily (nothing at import: cold starts stay small)."""
+"""Builds the adapters once per process, lazily (nothing at import: cold starts stay small).
+
+``clock`` is the one source of "now" for the handlers and the domain objects built here; it is
+``time.time`` in Lambda, and local tests replace it to travel in time (the LwA emulator shares it).
+"""
 
 from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import TYPE_CHECKING, Callable
 
 from adsauth.adapters.ads import AdsApiHttpClient
 from adsauth.adapters.http import HttpClient
@@ -12,7 +17,19 @@ from adsauth.errors import ClientMisconfigured
 from adsauth.onboarding import Onboarding
 from adsauth.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from adsauth.adapters.table import DynamoStore
+    from adsauth.adapters.vault import SecretsManagerVault
+    from adsauth.refresher import Refresher
+
 CLIENT_SECRET_MAX_AGE = 300  # seconds; a rotated client secret is picked up within 5 minutes
+
+clock: Callable[[], float] = time.time
+
+
+def now() -> float:
+    """The current time from ``clock`` (looked up at each call, so replacing it takes effect)."""
+    return clock()
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +69,7 @@ def client_credentials(settings: Settings | None = None) -> ClientCredentials:
 @lru_cache(maxsize=1)
 def lwa_client() -> LwaHttpClient:
     s = get_settings()
-    return LwaHttpClient(http=http_client(), endpoints=s.endpoints, credentials=client_credentials, clock=time.time)
+    return LwaHttpClient(http=http_client(), endpoints=s.endpoints, credentials=client_credentials, clock=now)
 
 
 @lru_cache(maxsize=1)
@@ -62,22 +79,49 @@ def ads_client() -> AdsApiHttpClient:
 
 
 @lru_cache(maxsize=1)
-def onboarding() -> Onboarding:
+def store() -> DynamoStore:
     from adsauth.adapters.table import DynamoStore
+
+    return DynamoStore(table=table(), schedule=get_settings().due_schedule)
+
+
+@lru_cache(maxsize=1)
+def vault() -> SecretsManagerVault:
     from adsauth.adapters.vault import SecretsManagerVault
 
-    s = get_settings()
+    return SecretsManagerVault(client=boto3_session().client("secretsmanager"), prefix=get_settings().secret_prefix)
+
+
+@lru_cache(maxsize=1)
+def onboarding() -> Onboarding:
     return Onboarding(
-        settings=s,
-        store=DynamoStore(table=table()),
-        vault=SecretsManagerVault(client=boto3_session().client("secretsmanager"), prefix=s.secret_prefix),
-        lwa=lwa_client(),
-        ads=ads_client(),
+        settings=get_settings(), store=store(), vault=vault(), lwa=lwa_client(), ads=ads_client(), clock=now
+    )
+
+
+@lru_cache(maxsize=1)
+def refresher() -> Refresher:
+    """The refresher with the queue (dispatcher) and the alert topic (worker) when configured;
+    without a topic, alerts go to the log."""
+    from adsauth.adapters.notify import LogNotifier, SnsNotifier, SqsRefreshQueue
+    from adsauth.refresher import Refresher
+
+    s = get_settings()
+    if s.alert_topic_arn:
+        notifier = SnsNotifier(client=boto3_session().client("sns"), topic_arn=s.alert_topic_arn)
+    else:
+        from aws_lambda_powertools import Logger
+
+        notifier = LogNotifier(Logger(service="adsauth"))
+    queue = SqsRefreshQueue(client=boto3_session().client("sqs"), queue_url=s.refresh_queue_url) if s.refresh_queue_url else None
+    return Refresher(
+        settings=s, store=store(), vault=vault(), lwa=lwa_client(), ads=ads_client(),
+        notifier=notifier, queue=queue, clock=now,
     )
 
 
 def reset() -> None:
     """Forget every cached adapter (tests that change the environment call this)."""
-    for factory in (boto3_session, table, http_client, lwa_client, ads_client, onboarding):
+    for factory in (boto3_session, table, http_client, lwa_client, ads_client, store, vault, onboarding, refresher):
         factory.cache_clear()
     get_settings.cache_clear()

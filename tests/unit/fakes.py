@@ -1,14 +1,15 @@
-"""In-memory stand-ins for the ports, for unit tests of the domain."""
+"""In-memory stand-ins for the ports, for unit tests of the domain. The refresher's parts come
+from ``local.simulation`` (the simulated day runs on the same ones)."""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 
 from adsauth.errors import AdsApiUnavailable, GrantInvalid, LwaUnavailable
-from adsauth.models import AdvertiserStatus, Profile, TokenSet
+from adsauth.models import Profile
 from adsauth.regions import Region
 from adsauth.settings import Settings, settings_from_env
+from local.simulation import MemoryNotifier, MemoryQueue, MemoryStore, MemoryVault, SimulatedLwa
 
 
 def make_settings(**overrides) -> Settings:
@@ -34,10 +35,10 @@ class Clock:
         self.now += seconds
 
 
-class FakeStore:
-    def __init__(self) -> None:
-        self.invitations, self.advertisers, self.states, self.consumed = {}, {}, {}, set()
-        self.profiles: dict[str, dict[tuple, Profile]] = {}
+class FakeStore(MemoryStore):
+    def __init__(self, schedule=None) -> None:
+        super().__init__(schedule)
+        self.invitations, self.states, self.consumed = {}, {}, set()
         self.writes = 0
 
     def create_invitation(self, invitation, advertiser):
@@ -50,9 +51,6 @@ class FakeStore:
 
     def get_invitation(self, token_hash):
         return self.invitations.get(token_hash)
-
-    def get_advertiser(self, advertiser_id):
-        return self.advertisers.get(advertiser_id)
 
     def put_state(self, pending, expires_at):
         self.states[pending.state_hash] = pending
@@ -68,63 +66,43 @@ class FakeStore:
         return True
 
     def set_status(self, advertiser_id, status, reason, now, *, unless=None):
-        adv = self.advertisers[advertiser_id]
-        if unless is not None and adv.status is unless:
-            return False
-        self.advertisers[advertiser_id] = replace(adv, status=status, status_reason=reason, updated_at=now)
-        self.writes += 1
-        return True
+        changed = super().set_status(advertiser_id, status, reason, now, unless=unless)
+        self.writes += changed
+        return changed
 
     def record_connection(self, *, advertiser_id, invitation_hash, profiles, pending_regions, token_expires_at, now):
-        adv = self.advertisers[advertiser_id]
-        self.advertisers[advertiser_id] = replace(
-            adv,
-            status=AdvertiserStatus.CONNECTED,
-            status_reason="",
-            token_expires_at=token_expires_at,
-            connected_at=now,
-            pending_regions=tuple(pending_regions),
+        super().record_connection(
+            advertiser_id=advertiser_id, invitation_hash=invitation_hash, profiles=profiles,
+            pending_regions=pending_regions, token_expires_at=token_expires_at, now=now,
         )
-        stored = self.profiles.setdefault(advertiser_id, {})
-        for region, items in profiles.items():
-            for p in items:
-                stored[(region, p.profile_id)] = p
         if invitation_hash:
             inv = self.invitations[invitation_hash]
             self.invitations[invitation_hash] = replace(inv, completed_at=now)
         self.writes += 1
 
-    def list_profiles(self, advertiser_id):
-        return list(self.profiles.get(advertiser_id, {}).values())
+
+class FakeVault(MemoryVault):
+    """``refresh`` maps an advertiser to its current refresh token, ``access`` to (token, expiry);
+    ``order`` lists the writes ("refresh", "access") in order."""
 
 
-class FakeVault:
-    def __init__(self) -> None:
-        self.refresh, self.access = {}, {}
-        self.order: list[str] = []
+class FakeLwa(SimulatedLwa):
+    """Code exchanges (``calls``, ``fail``) and refreshes (``refresh_calls``, ``refresh_fail``,
+    ``rotate``, ``revoke``) at the fake clock's time."""
 
-    def put_refresh_token(self, advertiser_id, refresh_token, issued_at):
-        self.refresh[advertiser_id] = refresh_token
-        self.order.append("refresh")
-
-    def put_access_token(self, advertiser_id, access_token, expires_at):
-        self.access[advertiser_id] = (access_token, expires_at)
-        self.order.append("access")
-
-
-class FakeLwa:
     def __init__(self, clock: Clock) -> None:
-        self.clock = clock
+        super().__init__(clock)
         self.calls: list[tuple] = []
         self.fail: Exception | None = None
-        self._n = itertools.count(1)
 
     def exchange_code(self, region, code, redirect_uri, code_verifier):
         self.calls.append((region, code, redirect_uri, code_verifier))
         if self.fail:
             raise self.fail
-        n = next(self._n)
-        return TokenSet(f"Atza|access-{n}", f"Atzr|refresh-{n}", self.clock() + 3600)
+        return self.grant()
+
+
+FakeQueue, FakeNotifier = MemoryQueue, MemoryNotifier
 
 
 def profile(pid: int, region: Region, country: str = "US") -> Profile:

@@ -1,10 +1,12 @@
-"""DynamoDB: advertisers, profiles, invitations and OAuth states in one table (see ``schema``)."""
+"""DynamoDB: advertisers, profiles, invitations, OAuth states, refresh leases and the audit trail
+in one table (see ``schema``)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from boto3.dynamodb.conditions import Key
 
@@ -12,13 +14,22 @@ from adsauth import schema
 from adsauth.models import (
     Advertiser,
     AdvertiserStatus,
+    DueAdvertiser,
+    DueSchedule,
     Invitation,
+    Lease,
     PendingAuthorization,
     Profile,
+    TokenEvent,
 )
 from adsauth.regions import Region
 
 RETENTION_AFTER_EXPIRY = 24 * 3600  # TTL clean-up margin; expiry itself is checked in code
+PLATFORM_KEY = {schema.PK: "PLATFORM#lwa", schema.SK: "PAUSE"}
+DUE_NAMES = {"#dpk": schema.EXPIRY_INDEX_PK, "#dsk": schema.EXPIRY_INDEX_SK}
+CONNECTED = AdvertiserStatus.CONNECTED.value
+# ~30 routine refreshes a day per advertiser: those expire after 90 days; the other events stay
+ROUTINE_EVENT_RETENTION = {"refreshed": 90 * 24 * 3600}
 
 
 def _num(value: float) -> Decimal:
@@ -33,14 +44,19 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_ms(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def expiry_shard(advertiser_id: str) -> str:
     return f"DUE#{sum(advertiser_id.encode()) % schema.EXPIRY_SHARDS}"
 
 
 class DynamoStore:
-    def __init__(self, *, table: Any) -> None:
+    def __init__(self, *, table: Any, schedule: DueSchedule | None = None) -> None:
         self.table = table
         self.client = table.meta.client
+        self.schedule = schedule or DueSchedule()
 
     # --- invitations ---------------------------------------------------------------------------
     def create_invitation(self, invitation: Invitation, advertiser: Advertiser | None) -> None:
@@ -103,8 +119,17 @@ class DynamoStore:
     # --- advertisers ---------------------------------------------------------------------------
     def get_advertiser(self, advertiser_id: str) -> Advertiser | None:
         item = self.table.get_item(Key=schema.advertiser_key(advertiser_id), ConsistentRead=True).get("Item")
-        if not item:
-            return None
+        return self._advertiser(item) if item else None
+
+    def list_advertisers(self) -> list[Advertiser]:
+        """Every advertiser, by id (the ``byKind`` index: no scan)."""
+        items = self._query(
+            IndexName=schema.KIND_INDEX, KeyConditionExpression=Key(schema.KIND_INDEX_PK).eq(schema.ADVERTISER_KIND)
+        )
+        return [self._advertiser(item) for item in items]
+
+    @staticmethod
+    def _advertiser(item: dict) -> Advertiser:
         return Advertiser(
             advertiser_id=item["advertiser_id"],
             name=item["name"],
@@ -117,6 +142,9 @@ class DynamoStore:
             token_expires_at=_float(item.get("token_expires_at")),
             connected_at=_float(item.get("connected_at")),
             pending_regions=tuple(Region(r) for r in item.get("pending_regions", [])),
+            profiles_at=_float(item.get("profiles_at")),
+            last_refresh_at=_float(item.get("last_refresh_at")),
+            last_refresh_error=item.get("last_refresh_error", ""),
         )
 
     def set_status(
@@ -128,18 +156,24 @@ class DynamoStore:
         *,
         unless: AdvertiserStatus | None = None,
     ) -> bool:
-        """Set the status; with ``unless``, leave an advertiser in that status untouched."""
+        """Set the status; with ``unless``, leave an advertiser in that status untouched. An
+        advertiser that is not connected leaves the refresher's index (it is sparse)."""
         condition = "attribute_exists(pk)"
         values = {":s": status.value, ":r": reason, ":now": _num(now)}
+        names = {"#s": "status"}
+        expression = "SET #s = :s, status_reason = :r, updated_at = :now"
+        if status is not AdvertiserStatus.CONNECTED:
+            expression += " REMOVE #dpk, #dsk"
+            names.update(DUE_NAMES)
         if unless is not None:
             condition += " AND #s <> :unless"
             values[":unless"] = unless.value
         try:
             self.table.update_item(
                 Key=schema.advertiser_key(advertiser_id),
-                UpdateExpression="SET #s = :s, status_reason = :r, updated_at = :now",
+                UpdateExpression=expression,
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
         except self.client.exceptions.ConditionalCheckFailedException:
@@ -158,12 +192,14 @@ class DynamoStore:
         token_expires_at: float,
         now: float,
     ) -> None:
-        self._merge_profiles(advertiser_id, profiles, now)
+        self.merge_profiles(advertiser_id, profiles, now)
+        pending = sorted(r.value for r in pending_regions)
         self.table.update_item(
             Key=schema.advertiser_key(advertiser_id),
             UpdateExpression=(
                 "SET #s = :s, status_reason = :empty, updated_at = :now, connected_at = :now, "
-                "token_expires_at = :exp, pending_regions = :pending, #dpk = :dpk, #dsk = :dsk"
+                "token_expires_at = :exp, pending_regions = :pending, profiles_at = :now, "
+                "#dpk = :dpk, #dsk = :dsk REMOVE last_refresh_error"
             ),
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeNames={
@@ -176,9 +212,9 @@ class DynamoStore:
                 ":empty": "",
                 ":now": _num(now),
                 ":exp": _num(token_expires_at),
-                ":pending": sorted(r.value for r in pending_regions),
+                ":pending": pending,
                 ":dpk": expiry_shard(advertiser_id),
-                ":dsk": iso(token_expires_at),
+                ":dsk": iso(self.schedule.deadline(token_expires_at, now, pending)),
             },
         )
         if invitation_hash:
@@ -192,7 +228,7 @@ class DynamoStore:
             except self.client.exceptions.ConditionalCheckFailedException:
                 pass  # completed by a concurrent flow of the same invitation: one completion is enough
 
-    def _merge_profiles(self, advertiser_id: str, found: dict[Region, list[Profile]], now: float) -> None:
+    def merge_profiles(self, advertiser_id: str, found: dict[Region, list[Profile]], now: float) -> None:
         """Add new profiles, refresh known ones, mark vanished ones removed (never delete)."""
         known = {(p.region, p.profile_id): p for p in self.list_profiles(advertiser_id)}
         with self.table.batch_writer() as batch:
@@ -267,6 +303,165 @@ class DynamoStore:
             status=item.get("status", "active"),
             removed_at=_float(item.get("removed_at")),
         )
+
+    # --- refresher: due index --------------------------------------------------------------------
+    def due_advertisers(self, before: float) -> list[DueAdvertiser]:
+        """Connected advertisers whose deadline is before ``before``: one query per shard."""
+        due: list[DueAdvertiser] = []
+        for shard in range(schema.EXPIRY_SHARDS):
+            items = self._query(
+                IndexName=schema.EXPIRY_INDEX,
+                KeyConditionExpression=Key(schema.EXPIRY_INDEX_PK).eq(f"DUE#{shard}")
+                & Key(schema.EXPIRY_INDEX_SK).lt(iso(before)),
+                ProjectionExpression="advertiser_id, #dsk",
+                ExpressionAttributeNames={"#dsk": schema.EXPIRY_INDEX_SK},
+            )
+            due.extend(DueAdvertiser(i["advertiser_id"], i[schema.EXPIRY_INDEX_SK]) for i in items)
+        return due
+
+    def snooze(self, due: DueAdvertiser, until: float) -> bool:
+        return self._update(
+            due.advertiser_id, "SET #dsk = :until", "#dsk = :seen AND #s = :connected",
+            {":until": iso(until), ":seen": due.due_sk}, with_due=True,
+        )
+
+    def set_deadline(self, advertiser_id: str, due_at: float) -> None:
+        self._update(
+            advertiser_id, "SET #dpk = :dpk, #dsk = :dsk", "#s = :connected",
+            {":dpk": expiry_shard(advertiser_id), ":dsk": iso(due_at)}, with_due=True,
+        )
+
+    # --- refresher: lease ------------------------------------------------------------------------
+    def acquire_lease(self, advertiser_id: str, owner: str, now: float, until: float) -> tuple[Lease, Advertiser] | None:
+        try:
+            item = self.table.update_item(
+                Key=schema.advertiser_key(advertiser_id),
+                UpdateExpression="SET lease_owner = :owner, lease_until = :until ADD lease_fence :one",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+                ExpressionAttributeValues={":owner": owner, ":until": _num(until), ":one": 1, ":now": _num(now)},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return None
+        return Lease(advertiser_id, owner, int(item["lease_fence"]), until), self._advertiser(item)
+
+    def hold_lease(self, lease: Lease, now: float, until: float) -> Lease | None:
+        held = self._update(lease.advertiser_id, "SET lease_until = :until", None, {":until": _num(until)}, lease=lease)
+        return Lease(lease.advertiser_id, lease.owner, lease.fence, until) if held else None
+
+    def release_lease(self, lease: Lease) -> None:
+        self._update(lease.advertiser_id, "REMOVE lease_owner, lease_until", None, {}, lease=lease)
+
+    # --- refresher: outcomes ---------------------------------------------------------------------
+    def record_refresh(
+        self,
+        advertiser_id: str,
+        *,
+        lease: Lease,
+        token_expires_at: float,
+        due_at: float,
+        now: float,
+        profiles_at: float | None = None,
+        pending_regions: Sequence[Region] | None = None,
+    ) -> bool:
+        expression = (
+            "SET token_expires_at = :exp, last_refresh_at = :now, updated_at = :now, #dpk = :dpk, #dsk = :dsk"
+        )
+        values = {":exp": _num(token_expires_at), ":now": _num(now), ":dpk": expiry_shard(advertiser_id), ":dsk": iso(due_at)}
+        if profiles_at is not None:
+            expression += ", profiles_at = :pat, pending_regions = :pending"
+            values.update({":pat": _num(profiles_at), ":pending": sorted(r.value for r in pending_regions or ())})
+        expression += " REMOVE last_refresh_error, last_refresh_error_at"
+        return self._update(advertiser_id, expression, "#s = :connected", values, lease=lease, with_due=True)
+
+    def record_refresh_error(self, advertiser_id: str, reason: str, now: float) -> None:
+        self._update(
+            advertiser_id, "SET last_refresh_error = :r, last_refresh_error_at = :now", "attribute_exists(pk)",
+            {":r": reason, ":now": _num(now)},
+        )
+
+    def mark_needs_reauth(self, advertiser_id: str, reason: str, now: float, lease: Lease) -> bool:
+        return self._update(
+            advertiser_id,
+            "SET #s = :reauth, status_reason = :r, updated_at = :now REMOVE #dpk, #dsk",
+            "#s = :connected",
+            {":reauth": AdvertiserStatus.NEEDS_REAUTH.value, ":r": reason, ":now": _num(now)},
+            lease=lease, with_due=True,
+        )
+
+    def _update(
+        self, advertiser_id: str, expression: str, condition: str | None, values: dict,
+        *, lease: Lease | None = None, with_due: bool = False,
+    ) -> bool:
+        """One conditional update of an advertiser; False when the condition does not hold. With
+        ``lease``, only the holder of that lease (same owner, same fence) may write."""
+        names = {"#s": "status"} if "#s" in (condition or "") + expression else {}
+        values = dict(values)
+        if ":connected" in (condition or ""):
+            values[":connected"] = CONNECTED
+        if with_due:
+            names.update(DUE_NAMES)
+        if lease is not None:
+            lease_condition = "lease_owner = :owner AND lease_fence = :fence"
+            condition = f"{lease_condition} AND {condition}" if condition else lease_condition
+            values.update({":owner": lease.owner, ":fence": lease.fence})
+        kwargs: dict[str, Any] = {"Key": schema.advertiser_key(advertiser_id), "UpdateExpression": expression}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            self.table.update_item(**kwargs)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    # --- audit trail -----------------------------------------------------------------------------
+    def add_event(self, advertiser_id: str, event: str, cause: str, now: float) -> None:
+        """One token event (connected, refreshed, rotated, revoked, needs_reauth): never a token."""
+        item = {
+            schema.PK: f"ADV#{advertiser_id}",
+            schema.SK: f"EVENT#{iso_ms(now)}#{uuid.uuid4().hex[:8]}",
+            "type": "event",
+            "advertiser_id": advertiser_id,
+            "event": event,
+            "cause": cause,
+            "at": _num(now),
+        }
+        if event in ROUTINE_EVENT_RETENTION:
+            item[schema.TTL_ATTRIBUTE] = int(now + ROUTINE_EVENT_RETENTION[event])
+        self.table.put_item(Item=item)
+
+    def list_events(self, advertiser_id: str, limit: int = 20) -> list[TokenEvent]:
+        """The latest ``limit`` events, newest first."""
+        page = self.table.query(
+            KeyConditionExpression=Key(schema.PK).eq(f"ADV#{advertiser_id}") & Key(schema.SK).begins_with("EVENT#"),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [TokenEvent(advertiser_id, float(i["at"]), i["event"], i.get("cause", "")) for i in page.get("Items", [])]
+
+    # --- platform pause (LwA refused our client) -------------------------------------------------
+    def platform_paused_until(self, now: float) -> float | None:
+        item = self.table.get_item(Key=PLATFORM_KEY, ConsistentRead=True).get("Item")
+        until = _float(item.get("paused_until")) if item else None
+        return until if until is not None and until > now else None
+
+    def pause_platform(self, reason: str, now: float, until: float) -> bool:
+        try:
+            self.table.put_item(
+                Item={
+                    **PLATFORM_KEY, "type": "platform", "reason": reason, "paused_at": _num(now),
+                    "paused_until": _num(until), schema.TTL_ATTRIBUTE: int(until + RETENTION_AFTER_EXPIRY),
+                },
+                ConditionExpression="attribute_not_exists(pk) OR paused_until < :now",
+                ExpressionAttributeValues={":now": _num(now)},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     # --- OAuth state ---------------------------------------------------------------------------
     def put_state(self, pending: PendingAuthorization, expires_at: float) -> None:

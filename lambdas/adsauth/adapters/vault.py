@@ -2,12 +2,31 @@
 
 They sit under two prefixes so IAM can let downstream read access tokens without ever reaching a
 refresh token: ``<prefix>refresh/<advertiser>`` and ``<prefix>access/<advertiser>``.
+
+A refresh token is never overwritten by an older one. Every write names its new secret version
+after the version it replaces (``VersionId = uuid5(previous VersionId)``, passed as the
+``ClientRequestToken``). Secrets Manager refuses a second, different value under an existing
+version id, so each version has at most one successor: of two writers that started from the same
+token, the second one fails (``RefreshTokenSuperseded``) instead of replacing the first one's
+newer token, however late it arrives. A new grant from a consent is written as the successor of
+whatever is current, so it always wins. This needs no permission beyond Get/PutSecretValue.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
+
+from adsauth.errors import RefreshTokenMissing, RefreshTokenSuperseded
+from adsauth.models import StoredRefreshToken
+
+SUCCESSOR_NAMESPACE = uuid.UUID("0b5a3c55-5e2f-4d8e-9a57-4f1d8f3c2a61")
+NEW_GRANT_ATTEMPTS = 5
+
+
+def successor_version(version_id: str) -> str:
+    return str(uuid.uuid5(SUCCESSOR_NAMESPACE, version_id))
 
 
 class SecretsManagerVault:
@@ -21,32 +40,96 @@ class SecretsManagerVault:
     def access_secret_name(self, advertiser_id: str) -> str:
         return f"{self.prefix}access/{advertiser_id}"
 
-    def put_refresh_token(self, advertiser_id: str, refresh_token: str, issued_at: float) -> None:
-        value = {"refresh_token": refresh_token, "issued_at": issued_at}
-        self._put(self.refresh_secret_name(advertiser_id), value, advertiser_id, "refresh")
-
-    def put_access_token(self, advertiser_id: str, access_token: str, expires_at: float) -> None:
-        value = {"access_token": access_token, "expires_at": expires_at}
-        self._put(self.access_secret_name(advertiser_id), value, advertiser_id, "access")
-
-    def _put(self, name: str, value: dict, advertiser_id: str, kind: str) -> None:
-        secret_string = json.dumps(value)
+    # --- refresh tokens ------------------------------------------------------------------------
+    def get_refresh_token(self, advertiser_id: str) -> StoredRefreshToken:
         errors = self.client.exceptions
         try:
-            self.client.put_secret_value(SecretId=name, SecretString=secret_string)
+            secret = self.client.get_secret_value(SecretId=self.refresh_secret_name(advertiser_id))
+        except (errors.ResourceNotFoundException, errors.InvalidRequestException):
+            raise RefreshTokenMissing() from None  # absent, or deleted and awaiting removal
+        try:
+            token = json.loads(secret["SecretString"])["refresh_token"]
+        except (KeyError, TypeError, ValueError):  # never chained: the error could quote the value
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RefreshTokenMissing()
+        return StoredRefreshToken(value=token, version=secret["VersionId"])
+
+    def put_refresh_token(self, advertiser_id: str, refresh_token: str, issued_at: float) -> None:
+        """A new grant (consent or manual exchange): replaces whatever refresh token is current."""
+        name = self.refresh_secret_name(advertiser_id)
+        value = {"refresh_token": refresh_token, "issued_at": issued_at, "fence": 0}
+        for _ in range(NEW_GRANT_ATTEMPTS):
+            current = self._current_version(name)
+            if current is None:
+                if self._create(name, value, advertiser_id, "refresh"):
+                    return
+                continue  # created concurrently: replace that version instead
+            try:
+                self._put_successor(name, value, current)
+                return
+            except RefreshTokenSuperseded:
+                continue  # a refresher wrote meanwhile: replace its version instead
+        raise RefreshTokenSuperseded()
+
+    def replace_refresh_token(
+        self, advertiser_id: str, refresh_token: str, issued_at: float, *, replaces: str, fence: int
+    ) -> None:
+        """A rotated token from a refresh that started from version ``replaces``."""
+        value = {"refresh_token": refresh_token, "issued_at": issued_at, "fence": fence}
+        self._put_successor(self.refresh_secret_name(advertiser_id), value, replaces)
+
+    def _current_version(self, name: str) -> str | None:
+        try:
+            stages = self.client.describe_secret(SecretId=name).get("VersionIdsToStages", {})
+        except self.client.exceptions.ResourceNotFoundException:
+            return None
+        return next((v for v, labels in stages.items() if "AWSCURRENT" in labels), None)
+
+    def _put_successor(self, name: str, value: dict, replaces: str) -> None:
+        errors = self.client.exceptions
+        try:
+            self.client.put_secret_value(
+                SecretId=name, SecretString=json.dumps(value), ClientRequestToken=successor_version(replaces)
+            )
+        except (errors.ResourceExistsException, errors.ResourceNotFoundException):
+            raise RefreshTokenSuperseded() from None
+
+    # --- access tokens -------------------------------------------------------------------------
+    def put_access_token(self, advertiser_id: str, access_token: str, expires_at: float) -> None:
+        name = self.access_secret_name(advertiser_id)
+        value = {"access_token": access_token, "expires_at": expires_at}
+        try:
+            self.client.put_secret_value(SecretId=name, SecretString=json.dumps(value))
             return
-        except errors.ResourceNotFoundException:
+        except self.client.exceptions.ResourceNotFoundException:
             pass
+        if not self._create(name, value, advertiser_id, "access"):
+            # created concurrently by another request: write our value as the current version
+            self.client.put_secret_value(SecretId=name, SecretString=json.dumps(value))
+
+    # --- both ----------------------------------------------------------------------------------
+    def delete_tokens(self, advertiser_id: str) -> None:
+        """Delete both secrets at once, without a recovery window (a revoked grant is worthless,
+        and a later re-authorization must be able to create them again)."""
+        for name in (self.refresh_secret_name(advertiser_id), self.access_secret_name(advertiser_id)):
+            try:
+                self.client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+            except self.client.exceptions.ResourceNotFoundException:
+                pass
+
+    def _create(self, name: str, value: dict, advertiser_id: str, kind: str) -> bool:
+        """Create the secret; False when it exists already."""
         try:
             self.client.create_secret(
                 Name=name,
-                SecretString=secret_string,
+                SecretString=json.dumps(value),
                 Description=f"adsauth {kind} token of advertiser {advertiser_id}",
                 Tags=[
                     {"Key": "adsauth:advertiser", "Value": advertiser_id},
                     {"Key": "adsauth:kind", "Value": kind},
                 ],
             )
-        except errors.ResourceExistsException:
-            # created concurrently by another request: write our value as the current version
-            self.client.put_secret_value(SecretId=name, SecretString=secret_string)
+        except self.client.exceptions.ResourceExistsException:
+            return False
+        return True

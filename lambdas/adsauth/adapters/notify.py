@@ -1,0 +1,64 @@
+"""Outbound messages: refresh jobs to SQS (the dispatcher) and alerts to SNS (the worker).
+
+Neither ever carries a token: a job is ``{"advertiser_id": ...}``, an alert names an advertiser
+and says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Sequence
+
+SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
+SUBJECT_MAX = 100  # SNS: ASCII, no line breaks, at most 100 characters
+_NOT_SUBJECT = re.compile(r"[^\x20-\x7e]")
+
+
+class QueueSendFailed(Exception):
+    """SQS refused some entries of a batch (their advertisers are found again next run)."""
+
+    def __init__(self, failed: int) -> None:
+        self.failed = failed
+        super().__init__(f"SQS refused {failed} refresh job(s)")
+
+
+class SqsRefreshQueue:
+    def __init__(self, *, client: Any, queue_url: str) -> None:
+        self.client = client
+        self.queue_url = queue_url
+
+    def send(self, advertiser_ids: Sequence[str]) -> None:
+        failed = 0
+        for start in range(0, len(advertiser_ids), SQS_BATCH):
+            chunk = advertiser_ids[start : start + SQS_BATCH]
+            response = self.client.send_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "MessageBody": json.dumps({"advertiser_id": advertiser_id})}
+                    for i, advertiser_id in enumerate(chunk)
+                ],
+            )
+            failed += len(response.get("Failed", []))
+        if failed:
+            raise QueueSendFailed(failed)
+
+
+class SnsNotifier:
+    def __init__(self, *, client: Any, topic_arn: str) -> None:
+        self.client = client
+        self.topic_arn = topic_arn
+
+    def alert(self, subject: str, message: str) -> None:
+        subject = _NOT_SUBJECT.sub("?", subject)[:SUBJECT_MAX]
+        self.client.publish(TopicArn=self.topic_arn, Subject=subject, Message=message)
+
+
+class LogNotifier:
+    """Where alerts go without a topic (a deployment without ALERT_TOPIC_ARN, the ops CLI)."""
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    def alert(self, subject: str, message: str) -> None:
+        self.logger.warning("alert", extra={"subject": subject, "alert": message})

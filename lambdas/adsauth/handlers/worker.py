@@ -1,0 +1,98 @@
+"""The refresh worker: an SQS batch of ``{"advertiser_id": ...}`` jobs, one refresh each.
+
+Partial batch failures: a job that failed transiently (LwA 429/5xx/timeouts after the HTTP
+retries) is reported back so SQS delivers it again; after the queue's ``maxReceiveCount`` it moves
+to the DLQ, and the advertiser's ``last_refresh_error`` says why. Everything else is acknowledged:
+duplicates and fresh tokens cost nothing, a revoked grant is final (``needs_reauth``), and while
+LwA refuses our client the jobs are dropped on purpose (the dispatcher finds those advertisers
+again once the pause ends).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from adsauth.errors import AdvertiserUnknown, LwaError
+from adsauth.handlers.common import log_unexpected, logger
+from adsauth.models import RefreshResult
+from adsauth.wiring import refresher
+
+tracer = Tracer(service="adsauth")
+metrics = Metrics(service="adsauth")
+processor = BatchProcessor(event_type=EventType.SQS)
+
+ADVERTISER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+OUTCOME_METRICS = {"refreshed": "RefreshOk", "needs_reauth": "NeedsReauth", "client_invalid": "LwaInvalidClient"}
+
+
+class RefreshFailed(Exception):
+    """Tells the batch processor to report the record; the message is a fixed error code."""
+
+
+def job_advertiser(body: str | None) -> str | None:
+    try:
+        job = json.loads(body or "")
+    except ValueError:
+        return None
+    advertiser_id = job.get("advertiser_id") if isinstance(job, dict) else None
+    return advertiser_id if isinstance(advertiser_id, str) and ADVERTISER_ID.match(advertiser_id) else None
+
+
+def record_handler(record: SQSRecord) -> str:
+    advertiser_id = job_advertiser(record.body)
+    if advertiser_id is None:
+        logger.warning("malformed refresh job dropped", extra={"message_id": record.message_id})
+        return "dropped"
+    try:
+        result = refresher().refresh(advertiser_id)
+    except AdvertiserUnknown:
+        logger.warning("refresh job for an unknown advertiser dropped", extra={"advertiser_id": advertiser_id})
+        return "dropped"
+    except LwaError as exc:
+        metrics.add_metric(name="RefreshFailed", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "refresh failed, SQS delivers the job again",
+            extra={
+                "advertiser_id": advertiser_id,
+                "reason": exc.code,
+                "receive_count": record.attributes.approximate_receive_count,
+            },
+        )
+        raise RefreshFailed(exc.code) from None
+    except Exception as exc:
+        metrics.add_metric(name="RefreshFailed", unit=MetricUnit.Count, value=1)
+        log_unexpected(exc)
+        raise RefreshFailed("unexpected_error") from None
+    report(result)
+    return result.outcome
+
+
+def report(result: RefreshResult) -> None:
+    if result.outcome in OUTCOME_METRICS:
+        metrics.add_metric(name=OUTCOME_METRICS[result.outcome], unit=MetricUnit.Count, value=1)
+    if result.rotated:
+        metrics.add_metric(name="RefreshRotated", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "refresh job done",
+        extra={
+            "advertiser_id": result.advertiser_id,
+            "outcome": result.outcome,
+            "reason": result.reason,
+            "rotated": result.rotated,
+            "token_expires_at": result.token_expires_at,
+            "regions_pending": list(result.profiles.regions_pending) if result.profiles else None,
+        },
+    )
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics
+def handler(event: dict, context) -> dict:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,306 @@
+"""Keeping every connected advertiser's access token, and its profile list, fresh.
+
+Pure domain logic: no boto3, no HTTP. The adapters come in through ``ports``.
+
+- ``dispatch_due(now)``: the scheduled run. One query per shard of the ``byExpiry`` index finds
+  the connected advertisers whose deadline (see ``DueSchedule``) is inside the lead window; each is
+  queued once and its deadline snoozed for a few minutes, so a backlog or an LwA outage does not
+  queue it again every minute. A job that fails is retried by SQS, then dead-lettered; the snooze
+  ends and the next run finds the advertiser again: nothing is lost.
+- ``refresh(advertiser_id)``: one job. Nothing due → no LwA call (duplicates and redeliveries are
+  harmless). Otherwise: lease → refresh token → LwA → new refresh token (if rotated) → access
+  token → advertiser item → profiles when due.
+
+Lease and fencing
+-----------------
+A worker first takes the advertiser's lease: a conditional update of the advertiser item that
+succeeds only when no unexpired lease is held, sets the owner (a random id per attempt) and the
+expiry (``REFRESH_LEASE_SECONDS``, longer than a refresh can take with all HTTP retries), and adds
+one to ``lease_fence``. So two workers never refresh one advertiser at once, and every lease ever
+taken on an advertiser has a larger fence than the ones before it.
+
+A worker can still stall past its lease (a frozen Lambda, a slow network) while a newer holder
+refreshes. The stale worker can then do no harm:
+
+- every item write after the LwA call is conditional on ``lease_owner`` *and* ``lease_fence``
+  being still its own (``hold_lease`` before the secrets are written, ``record_refresh`` and
+  ``mark_needs_reauth`` after), so a stale worker's writes fail and it stops;
+- a rotated refresh token is stored as the successor of the secret version it was refreshed from
+  (see ``adapters.vault``): each version has at most one successor, so a refresh token is never
+  overwritten by an older one, even in the window between the lease check and the write. The
+  fence is stored with the token for the record;
+- an ``invalid_grant`` only means "needs re-authorization" when the refresh token we sent is still
+  the current one: after a concurrent rotation it only means our copy was outdated.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Callable
+
+from adsauth.errors import (
+    AdsApiError,
+    AdvertiserUnknown,
+    ClientInvalid,
+    ClientMisconfigured,
+    GrantInvalid,
+    LwaError,
+    RefreshTokenMissing,
+    RefreshTokenSuperseded,
+)
+from adsauth.models import (
+    Advertiser,
+    AdvertiserStatus,
+    Lease,
+    ProfilesResult,
+    RefreshResult,
+    StoredRefreshToken,
+)
+from adsauth.ports import LwaRefresher, Notifier, ProfilesClient, RefreshQueue, RefreshStore, RefreshVault
+from adsauth.regions import Region
+from adsauth.settings import Settings
+
+PLATFORM_PAUSE_SECONDS = 900  # after invalid_client, no LwA call for 15 minutes
+SQS_BATCH = 10
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "unknown"
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class Refresher:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: RefreshStore,
+        vault: RefreshVault,
+        lwa: LwaRefresher,
+        ads: ProfilesClient,
+        notifier: Notifier,
+        queue: RefreshQueue | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.schedule = settings.due_schedule
+        self.store = store
+        self.vault = vault
+        self.lwa = lwa
+        self.ads = ads
+        self.notifier = notifier
+        self.queue = queue
+        self.clock = clock
+
+    # --- the scheduled run ---------------------------------------------------------------------
+    def dispatch_due(self, now: float | None = None) -> int:
+        """Queue every connected advertiser that is due; return how many were queued."""
+        now = self.clock() if now is None else now
+        if self.store.platform_paused_until(now) is not None:
+            return 0  # LwA refused our client: the run stops instead of hammering it
+        if self.queue is None:
+            raise RuntimeError("no refresh queue is configured (REFRESH_QUEUE_URL)")
+        due = list(self.store.due_advertisers(now + self.schedule.lead_seconds))
+        snooze_until = now + self.schedule.lead_seconds + self.schedule.redispatch_seconds
+        for start in range(0, len(due), SQS_BATCH):
+            chunk = due[start : start + SQS_BATCH]
+            self.queue.send([d.advertiser_id for d in chunk])
+            for entry in chunk:  # after sending: a lost snooze costs a duplicate, never a refresh
+                self.store.snooze(entry, snooze_until)
+        return len(due)
+
+    # --- one advertiser ------------------------------------------------------------------------
+    def refresh(self, advertiser_id: str, *, force: bool = False) -> RefreshResult:
+        """Refresh the advertiser's access token if it is due (``force``: now, even if fresh),
+        and its profiles if they are due. Transient LwA failures raise ``LwaError`` after the
+        advertiser's ``last_refresh_error`` says why."""
+        return self._run(advertiser_id, force_token=force, force_profiles=False)
+
+    def refresh_profiles(self, advertiser_id: str) -> RefreshResult:
+        """List the advertiser's profiles in every region now. Listing needs a valid access token,
+        which the refresher cannot read back (only downstream can), so the token is renewed on the
+        way: one LwA call, for an on-demand request."""
+        return self._run(advertiser_id, force_token=True, force_profiles=True)
+
+    def revoke(self, advertiser_id: str, *, cause: str = "operator") -> None:
+        """Delete both token secrets and mark the advertiser ``revoked``; its records and history
+        stay. (LwA has no revocation endpoint: the grant itself ends when the advertiser removes
+        the app in their Amazon account, or by disuse.)"""
+        if self.store.get_advertiser(advertiser_id) is None:
+            raise AdvertiserUnknown()
+        now = self.clock()
+        self.vault.delete_tokens(advertiser_id)
+        self.store.set_status(advertiser_id, AdvertiserStatus.REVOKED, cause, now)
+        self.store.add_event(advertiser_id, "revoked", cause, now)
+
+    def _run(self, advertiser_id: str, *, force_token: bool, force_profiles: bool) -> RefreshResult:
+        now = self.clock()
+        advertiser = self.store.get_advertiser(advertiser_id)
+        if advertiser is None:
+            raise AdvertiserUnknown()
+        if advertiser.status is not AdvertiserStatus.CONNECTED:
+            return RefreshResult(advertiser_id, "not_connected", reason=advertiser.status.value)
+        if not self._due(advertiser, now, force_token, force_profiles):
+            return self._fresh(advertiser)
+        if self.store.platform_paused_until(now) is not None:
+            return RefreshResult(advertiser_id, "paused", reason="invalid_client")
+        taken = self.store.acquire_lease(
+            advertiser_id, uuid.uuid4().hex, now, now + self.settings.refresh_lease_seconds
+        )
+        if taken is None:
+            return RefreshResult(advertiser_id, "busy")  # the holder does the work
+        lease, advertiser = taken  # the advertiser as it was when the lease was taken
+        try:
+            if advertiser.status is not AdvertiserStatus.CONNECTED:
+                return RefreshResult(advertiser_id, "not_connected", reason=advertiser.status.value)
+            if not self._due(advertiser, now, force_token, force_profiles):
+                return self._fresh(advertiser)  # refreshed by the previous holder
+            cause = "forced" if force_token else (
+                "schedule" if self.schedule.token_due(advertiser.token_expires_at, now) else "profiles")
+            return self._refresh_held(advertiser, lease, cause, force_profiles)
+        finally:
+            self.store.release_lease(lease)
+
+    def _profiles_due_at(self, advertiser: Advertiser) -> float:
+        last = advertiser.profiles_at or advertiser.connected_at
+        return self.schedule.profiles_due_at(last, advertiser.pending_regions)
+
+    def _due(self, advertiser: Advertiser, now: float, force_token: bool, force_profiles: bool) -> bool:
+        return (
+            force_token
+            or force_profiles
+            or self.schedule.token_due(advertiser.token_expires_at, now)
+            or self._profiles_due_at(advertiser) <= now
+        )
+
+    def _fresh(self, advertiser: Advertiser) -> RefreshResult:
+        # Queued although nothing is due (a duplicate, a snoozed deadline): put the deadline back
+        # where the advertiser's state says. From an older state it can only be earlier: safe.
+        if advertiser.token_expires_at is not None:
+            last = advertiser.profiles_at or advertiser.connected_at
+            self.store.set_deadline(
+                advertiser.advertiser_id,
+                self.schedule.deadline(advertiser.token_expires_at, last, advertiser.pending_regions),
+            )
+        return RefreshResult(advertiser.advertiser_id, "fresh", token_expires_at=advertiser.token_expires_at)
+
+    def _refresh_held(self, advertiser: Advertiser, lease: Lease, cause: str, force_profiles: bool) -> RefreshResult:
+        advertiser_id = advertiser.advertiser_id
+        try:
+            stored = self.vault.get_refresh_token(advertiser_id)
+        except RefreshTokenMissing:
+            return self._needs_reauth(advertiser, lease, "refresh_token_missing")
+        try:
+            tokens = self.lwa.refresh(advertiser.region, stored.value)
+        except GrantInvalid:
+            return self._grant_rejected(advertiser, lease, stored)
+        except (ClientInvalid, ClientMisconfigured) as exc:
+            return self._pause(advertiser, exc.code)
+        except LwaError as exc:  # unavailable after the HTTP retries, or another OAuth error
+            self.store.record_refresh_error(advertiser_id, exc.code, self.clock())
+            raise
+        now = self.clock()
+        held = self.store.hold_lease(lease, now, now + self.settings.refresh_lease_seconds)
+        if held is None:
+            return RefreshResult(advertiser_id, "superseded", reason="lease_lost")
+        rotated = tokens.refresh_token != stored.value
+        if rotated:  # the grant itself: persisted before anything else
+            try:
+                self.vault.replace_refresh_token(
+                    advertiser_id, tokens.refresh_token, now, replaces=stored.version, fence=held.fence
+                )
+            except RefreshTokenSuperseded:
+                return RefreshResult(advertiser_id, "superseded", reason="refresh_token_superseded")
+        self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
+
+        profiles, profiles_at, pending = None, advertiser.profiles_at or advertiser.connected_at, advertiser.pending_regions
+        # profiles ride along with the token refresh that comes before they are due
+        if force_profiles or self._profiles_due_at(advertiser) <= tokens.expires_at - self.schedule.lead_seconds:
+            profiles = self._list_profiles(advertiser_id, tokens.access_token, now)
+            profiles_at, pending = now, tuple(Region(r) for r in profiles.regions_pending)
+        recorded = self.store.record_refresh(
+            advertiser_id,
+            lease=held,
+            token_expires_at=tokens.expires_at,
+            due_at=self.schedule.deadline(tokens.expires_at, profiles_at, pending),
+            now=now,
+            profiles_at=now if profiles is not None else None,
+            pending_regions=pending if profiles is not None else None,
+        )
+        if not recorded:
+            return RefreshResult(advertiser_id, "superseded", reason="lease_lost")
+        if rotated:
+            self.store.add_event(advertiser_id, "rotated", cause, now)
+        self.store.add_event(advertiser_id, "refreshed", cause, now)
+        return RefreshResult(
+            advertiser_id, "refreshed", rotated=rotated, token_expires_at=tokens.expires_at, profiles=profiles
+        )
+
+    def _list_profiles(self, advertiser_id: str, access_token: str, now: float) -> ProfilesResult:
+        """Every allowed region at once; new profiles are added, vanished ones marked removed, a
+        region that fails stays pending (and is asked again later)."""
+        regions = list(self.settings.allowed_regions)
+
+        def one(region: Region):
+            try:
+                return self.ads.list_profiles(region, access_token)
+            except AdsApiError:
+                return None
+
+        with ThreadPoolExecutor(max_workers=len(regions), thread_name_prefix="profiles") as pool:
+            results = list(pool.map(one, regions))
+        found = {r: p for r, p in zip(regions, results) if p is not None}
+        self.store.merge_profiles(advertiser_id, found, now)
+        return ProfilesResult(
+            regions_ok=tuple(r.value for r in found),
+            regions_pending=tuple(r.value for r, p in zip(regions, results) if p is None),
+            profile_count=sum(len(p) for p in found.values()),
+        )
+
+    # --- failures --------------------------------------------------------------------------------
+    def _grant_rejected(self, advertiser: Advertiser, lease: Lease, sent: StoredRefreshToken) -> RefreshResult:
+        try:
+            current = self.vault.get_refresh_token(advertiser.advertiser_id).version
+        except RefreshTokenMissing:
+            current = sent.version
+        if current != sent.version:  # rotated by a newer lease holder: our copy was just outdated
+            return RefreshResult(advertiser.advertiser_id, "superseded", reason="refresh_token_superseded")
+        return self._needs_reauth(advertiser, lease, "invalid_grant")
+
+    def _needs_reauth(self, advertiser: Advertiser, lease: Lease, reason: str) -> RefreshResult:
+        advertiser_id, now = advertiser.advertiser_id, self.clock()
+        if not self.store.mark_needs_reauth(advertiser_id, reason, now, lease):
+            return RefreshResult(advertiser_id, "superseded", reason="lease_lost")
+        self.store.add_event(advertiser_id, "needs_reauth", reason, now)
+        self.notifier.alert(
+            "adsauth: an advertiser must authorize again",
+            f"Advertiser {advertiser.name} ({advertiser_id}) must authorize adsauth again.\n\n"
+            f"Login with Amazon refused its refresh token ({reason}): the advertiser removed the "
+            "app's access in their Amazon account, or the grant was revoked or lost.\n"
+            "No more refreshes are attempted for it. Downstream calls for it fail with "
+            f"NeedsReauthorization once its current access token expires ({_when(advertiser.token_expires_at)}).\n\n"
+            "What to do: send the advertiser a new authorization link:\n"
+            f"    python -m adsauth reinvite {advertiser_id}\n",
+        )
+        return RefreshResult(advertiser_id, "needs_reauth", reason=reason)
+
+    def _pause(self, advertiser: Advertiser, code: str) -> RefreshResult:
+        now = self.clock()
+        until = now + PLATFORM_PAUSE_SECONDS
+        self.store.record_refresh_error(advertiser.advertiser_id, code, now)
+        if self.store.pause_platform(code, now, until):  # one alert per pause, not per worker
+            self.notifier.alert(
+                "adsauth: Login with Amazon refused our client credentials",
+                f"Login with Amazon answered {code} to a token refresh: the LwA client id or secret "
+                "is wrong, was rotated, or the secret is missing or malformed.\n\n"
+                f"All refreshes are paused until {_when(until)}; they resume by themselves and "
+                "pause again if LwA still refuses. Access tokens expire meanwhile.\n\n"
+                f"What to do: check that the secret {self.settings.client_secret_name} holds the "
+                f'"client_id" ({self.settings.client_id}) and the current "client_secret" of the '
+                "security profile in the Login with Amazon console.\n",
+            )
+        return RefreshResult(advertiser.advertiser_id, "client_invalid", reason=code)
