@@ -29,35 +29,10 @@ from infra.constants import (
     CALLBACK_HANDLER,
     CONNECT_HANDLER,
     LOG_RETENTION,
-    SERVICE_NAME,
 )
+from infra.environment import function_environment
 from infra.functions import AdsAuthFunction
 from infra.storage import Storage
-
-
-def _environment(
-    config: AdsAuthConfig, storage: Storage, public_base_url: str
-) -> dict[str, str]:
-    """The variables ``adsauth.settings`` reads. Names and references only, never a secret value."""
-    env = {
-        "TABLE_NAME": storage.table.table_name,
-        "PUBLIC_BASE_URL": public_base_url,
-        "LWA_CLIENT_ID": config.client_id,
-        # The ARN, not the name: the name ends in "-client" (a hyphen and six characters), which
-        # Secrets Manager could take for a partial ARN.
-        "LWA_CLIENT_SECRET_NAME": storage.client_secret.secret_arn,
-        "SECRET_PREFIX": storage.secret_prefix,
-        "LWA_SCOPE": config.scope,
-        "ALLOWED_REGIONS": ",".join(config.allowed_regions),
-        "INVITATION_TTL_SECONDS": str(config.invitation_ttl_seconds),
-        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-        "POWERTOOLS_METRICS_NAMESPACE": SERVICE_NAME,
-    }
-    if config.operator_name:
-        env["OPERATOR_NAME"] = config.operator_name
-    if config.ses_sender:
-        env["SES_SENDER"] = config.ses_sender
-    return env
 
 
 class PublicApi(Construct):
@@ -143,7 +118,7 @@ class PublicApi(Construct):
             )
         self.callback_url = f"{self.public_base_url}/callback"
 
-        environment = _environment(config, storage, self.public_base_url)
+        environment = function_environment(config, storage, self.public_base_url)
         self.connect_function = AdsAuthFunction(
             self,
             "Connect",

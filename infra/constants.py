@@ -29,6 +29,24 @@ API_THROTTLE_BURST_LIMIT = 100
 
 CONNECT_HANDLER = "adsauth.handlers.connect.handler"
 CALLBACK_HANDLER = "adsauth.handlers.callback.handler"
+DISPATCHER_HANDLER = "adsauth.handlers.dispatcher.handler"
+WORKER_HANDLER = "adsauth.handlers.worker.handler"
+
+# The refresher. A worker handles one SQS batch per invocation: one LwA refresh per advertiser plus
+# the occasional profile listing, each bounded by the HTTP timeouts and retries in settings.
+DISPATCHER_TIMEOUT = Duration.seconds(60)
+WORKER_TIMEOUT = Duration.seconds(60)
+REFRESH_BATCH_SIZE = 10
+# AWS's advice for an SQS event source: visibility timeout at least six times the function timeout,
+# so a message is not handed to a second worker while the first one (and its retries) still runs.
+VISIBILITY_TIMEOUT_FACTOR = 6
+# A message that failed this often goes to the DLQ (and raises the DLQ alarm).
+REFRESH_MAX_RECEIVE_COUNT = 5
+DLQ_RETENTION = Duration.days(14)  # the SQS maximum: time for ops to look and redrive
+# An advertiser's refresh lease in the table: longer than a worker can run, so two workers never
+# refresh the same advertiser at once, and short enough that a crashed worker's lease lapses
+# before the next dispatch finds the token still due.
+REFRESH_LEASE_SECONDS = 120
 
 # Files of the adsauth package that are the ops CLI, not deployed code.
 CLI_MODULES = frozenset({"cli.py", "__main__.py"})

@@ -48,6 +48,7 @@ class AdsAuthFunction(Construct):
         environment: Mapping[str, str],
         timeout: Duration,
         memory_size: int = FUNCTION_MEMORY_MB,
+        reserved_concurrent_executions: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -75,6 +76,7 @@ class AdsAuthFunction(Construct):
             environment=dict(environment),
             timeout=timeout,
             memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrent_executions,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             role=self.role,

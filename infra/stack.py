@@ -9,6 +9,7 @@ from infra.api import PublicApi
 from infra.bundling import function_code
 from infra.config import AdsAuthConfig
 from infra.functions import powertools_layer
+from infra.refresher import Refresher
 from infra.storage import Storage
 
 
@@ -19,13 +20,21 @@ class AdsAuthStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.storage = Storage(self, "Storage", client_id=config.client_id)
+        code = function_code()
+        layers = [powertools_layer(self)]
         self.api = PublicApi(
+            self, "Api", config=config, storage=self.storage, code=code, layers=layers
+        )
+        # The refresher gets the API's base URL (built from the API id, so no cycle: nothing in
+        # the API refers to the refresher).
+        self.refresher = Refresher(
             self,
-            "Api",
+            "Refresher",
             config=config,
             storage=self.storage,
-            code=function_code(),
-            layers=[powertools_layer(self)],
+            public_base_url=self.api.public_base_url,
+            code=code,
+            layers=layers,
         )
         self.table = self.storage.table
         self.client_secret = self.storage.client_secret
@@ -61,6 +70,15 @@ class AdsAuthStack(Stack):
             "SecretPrefix": (self.storage.secret_prefix, "Prefix of the per-advertiser token secrets"),
             "AllowedRegions": (",".join(config.allowed_regions), "Regions an invitation may name"),
             "InvitationTtlSeconds": (str(config.invitation_ttl_seconds), "Invitation lifetime"),
+            "AlertTopicArn": (
+                self.refresher.alert_topic.topic_arn,
+                "Alerts (refresh failures, re-authorization needed, DLQ): subscribe here",
+            ),
+            "RefreshQueueUrl": (self.refresher.queue.queue_url, "Queue of advertisers to refresh"),
+            "RefreshDlqUrl": (
+                self.refresher.dead_letter_queue.queue_url,
+                "Refreshes that failed 5 times; redrive after fixing the cause",
+            ),
         }
         # CloudFormation refuses empty output values: optional settings appear only when set.
         if config.ses_sender:

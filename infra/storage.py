@@ -10,7 +10,11 @@ Secrets:
   no secret value is ever in the template.
 - per-advertiser refresh-token and access-token secrets under ``secret_prefix``, created at runtime
   by the functions. Grants to them are given by this construct so that the ARN patterns live in one
-  place.
+  place:
+
+  ``grant_advertiser_secrets_write`` (callback: create/read/put both kinds),
+  ``grant_refresh_secrets_read_write`` (refresh worker: read/put refresh tokens) and
+  ``grant_access_secrets_write`` (refresh worker: create/put access tokens, no read).
 """
 
 from __future__ import annotations
@@ -35,6 +39,20 @@ ADVERTISER_SECRET_WRITE_ACTIONS = (
     "secretsmanager:DescribeSecret",
     "secretsmanager:TagResource",
     "secretsmanager:UpdateSecret",
+)
+# The refresher reads an advertiser's refresh token and stores the one LwA may send back.
+REFRESH_SECRET_READ_WRITE_ACTIONS = (
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:DescribeSecret",
+)
+# The refresher stores new access tokens; it creates the secret (with its tags) if the exchange
+# path stopped between the refresh and the access token. It never reads one.
+ACCESS_SECRET_WRITE_ACTIONS = (
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:TagResource",
 )
 
 
@@ -152,6 +170,31 @@ class Storage(Construct):
             ],
             "One secret per advertiser, created at runtime, so names are not known at deploy "
             "time; the pattern is limited to this stack's advertiser prefix.",
+        )
+        return grant
+
+
+    def grant_refresh_secrets_read_write(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read and replace refresh tokens (the refresher); no create, no delete."""
+        return self._grant_advertiser_secrets(grantee, "refresh", REFRESH_SECRET_READ_WRITE_ACTIONS)
+
+    def grant_access_secrets_write(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Store access tokens (the refresher); no read."""
+        return self._grant_advertiser_secrets(grantee, "access", ACCESS_SECRET_WRITE_ACTIONS)
+
+    def _grant_advertiser_secrets(
+        self, grantee: iam.IGrantable, kind: str, actions: tuple[str, ...]
+    ) -> iam.Grant:
+        arn = {"refresh": self.refresh_secrets_arn, "access": self.access_secrets_arn}[kind]
+        grant = iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=[arn])
+        _acknowledge_wildcards(
+            grantee,
+            [
+                "Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
+                f"secret:{self.secret_prefix}{kind}/*"
+            ],
+            f"One {kind}-token secret per advertiser, created at runtime, so names are not known "
+            "at deploy time; the pattern is limited to this stack's advertiser prefix.",
         )
         return grant
 

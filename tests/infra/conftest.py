@@ -1,4 +1,5 @@
-"""One synth per session: a single App holding the default stack and a custom-domain variant.
+"""One synth per session: a single App holding the default stack and a variant (custom domain, SES
+sender, alert email, non-default refresher settings).
 
 Bundling is skipped (``aws:cdk:bundling-stacks: []``); the feature flags are the ones in cdk.json,
 so the tests see what ``cdk synth`` ships. cdk-nag runs as in app.py.
@@ -75,9 +76,13 @@ class Synth:
             self.app, "AdsAuthDomain", config=load_config(DOMAIN_CONFIG)
         )
         Aspects.of(self.app).add(AwsSolutionsChecks())
-        # Template.from_stack synthesizes the App once; the second call reuses the assembly.
+        # Template.from_stack synthesizes the App once; later calls reuse the assembly.
         self.template = Template.from_stack(self.stack)
         self.domain_template = Template.from_stack(self.domain_stack)
+
+    @property
+    def stacks(self):
+        return (self.stack, self.domain_stack)
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +103,4 @@ def cfn(template: Template) -> dict:
 @pytest.fixture(scope="session")
 def domain_cfn(synth: Synth) -> dict:
     return synth.domain_template.to_json()
+

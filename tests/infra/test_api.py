@@ -6,6 +6,8 @@ from tests.infra.cfn import api_routes, functions_by_handler, only, render, reso
 
 CONNECT = "adsauth.handlers.connect.handler"
 CALLBACK = "adsauth.handlers.callback.handler"
+DISPATCHER = "adsauth.handlers.dispatcher.handler"
+WORKER = "adsauth.handlers.worker.handler"
 ROUTES = {
     ("GET", "/connect/{invitation}"): CONNECT,
     ("GET", "/result/{outcome}"): CONNECT,
@@ -64,12 +66,13 @@ def test_functions_runtime_limits_and_layer(cfn):
     assert parameter["Default"] == "/aws/service/powertools/python/arm64/python3.13/3.37.0"
     assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
     functions = functions_by_handler(cfn)
-    assert set(functions) == {CONNECT, CALLBACK}
-    for fn in functions.values():
+    assert set(functions) == {CONNECT, CALLBACK, DISPATCHER, WORKER}
+    for handler, fn in functions.items():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.13"
         assert props["Architectures"] == ["arm64"]
-        assert props["Timeout"] < 29  # API Gateway's integration limit
+        if handler in (CONNECT, CALLBACK):
+            assert props["Timeout"] < 29  # API Gateway's integration limit
         assert props["MemorySize"] == 512
         assert props["TracingConfig"] == {"Mode": "Active"}
         assert [render(layer) for layer in props["Layers"]] == [

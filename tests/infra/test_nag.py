@@ -8,18 +8,19 @@ from tests.infra.cfn import walk
 
 
 def test_no_cdk_nag_errors(synth):
-    for stack in (synth.stack, synth.domain_stack):
+    for stack in synth.stacks:
         errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp(".*"))
         assert errors == [], [f"{e.id}: {e.entry.data}" for e in errors]
 
 
-def test_suppressions_have_reasons(cfn):
-    suppressions = [
-        rule
-        for key, value in walk(cfn)
-        if key == "rules_to_suppress"
-        for rule in value
-    ]
-    assert suppressions
-    for rule in suppressions:
-        assert len(rule["reason"]) >= 40, rule
+def test_suppressions_have_reasons(cfn, domain_cfn):
+    for template in (cfn, domain_cfn):
+        suppressions = [
+            rule
+            for key, value in walk(template)
+            if key == "rules_to_suppress"
+            for rule in value
+        ]
+        assert suppressions
+        for rule in suppressions:
+            assert len(rule["reason"]) >= 40, rule

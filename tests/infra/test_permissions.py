@@ -1,5 +1,6 @@
-"""Who may touch which secret: only the callback role reads the client secret and writes
-advertiser secrets; the connect role has no Secrets Manager action at all."""
+"""Who may touch which secret: the callback role (exchange) and the refresh worker read the client
+secret and write advertiser secrets, each as narrowly as it needs; the connect and dispatcher roles
+have no Secrets Manager action at all."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from tests.infra.cfn import (
     functions_by_handler,
     only,
     render,
+    resources,
     role_of,
     role_statements,
 )
 
 CONNECT = "adsauth.handlers.connect.handler"
 CALLBACK = "adsauth.handlers.callback.handler"
+DISPATCHER = "adsauth.handlers.dispatcher.handler"
+WORKER = "adsauth.handlers.worker.handler"
 PREFIX = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
 ADVERTISER_ARNS = {
     PREFIX + "adsauth/AdsAuth/advertisers/refresh/*",
@@ -41,26 +45,38 @@ def _roles_allowed(cfn: dict, action: str, resource: str) -> set[str]:
     }
 
 
-def test_only_the_callback_role_reads_the_client_secret(cfn):
+def test_only_the_callback_and_worker_roles_read_the_client_secret(cfn):
     secret_id, _ = only(cfn, "AWS::SecretsManager::Secret")
-    callback_role = role_of(functions_by_handler(cfn)[CALLBACK])
-    assert _roles_allowed(cfn, "secretsmanager:GetSecretValue", "${" + secret_id + "}") == {
-        callback_role
+    functions = functions_by_handler(cfn)
+    readers = {role_of(functions[CALLBACK]), role_of(functions[WORKER])}
+    assert _roles_allowed(cfn, "secretsmanager:GetSecretValue", "${" + secret_id + "}") == readers
+    for role in readers:
+        client_secret_statements = [
+            s
+            for s in role_statements(cfn)[role]
+            if "${" + secret_id + "}" in [render(r) for r in as_list(s["Resource"])]
+        ]
+        assert [actions(s) for s in client_secret_statements] == [["secretsmanager:GetSecretValue"]]
+
+
+def test_who_may_do_what_with_advertiser_secrets(cfn):
+    functions = functions_by_handler(cfn)
+    callback, worker = role_of(functions[CALLBACK]), role_of(functions[WORKER])
+    expected = {
+        ("refresh", "CreateSecret"): {callback},
+        ("refresh", "GetSecretValue"): {callback, worker},
+        ("refresh", "PutSecretValue"): {callback, worker},
+        ("refresh", "UpdateSecret"): {callback},
+        ("refresh", "DeleteSecret"): set(),
+        ("access", "CreateSecret"): {callback, worker},
+        ("access", "GetSecretValue"): {callback},  # the worker writes access tokens, never reads
+        ("access", "PutSecretValue"): {callback, worker},
+        ("access", "UpdateSecret"): {callback},
+        ("access", "DeleteSecret"): set(),
     }
-    client_secret_statements = [
-        s
-        for s in role_statements(cfn)[callback_role]
-        if "${" + secret_id + "}" in [render(r) for r in as_list(s["Resource"])]
-    ]
-    assert [actions(s) for s in client_secret_statements] == [["secretsmanager:GetSecretValue"]]
-
-
-def test_only_the_callback_role_writes_advertiser_secrets(cfn):
-    callback_role = role_of(functions_by_handler(cfn)[CALLBACK])
-    for kind in ("refresh", "access"):
+    for (kind, action), roles in expected.items():
         arn = PREFIX + f"adsauth/AdsAuth/advertisers/{kind}/adv-1-AbCdEf"
-        for action in ("CreateSecret", "PutSecretValue", "GetSecretValue", "UpdateSecret"):
-            assert _roles_allowed(cfn, f"secretsmanager:{action}", arn) == {callback_role}
+        assert _roles_allowed(cfn, f"secretsmanager:{action}", arn) == roles, (kind, action)
 
 
 def test_callback_advertiser_secret_grant_is_exactly_scoped(cfn):
@@ -84,6 +100,56 @@ def test_callback_advertiser_secret_grant_is_exactly_scoped(cfn):
             "UpdateSecret",
         )
     )
+
+
+def test_worker_secret_grants_are_exactly_scoped(cfn):
+    worker_role = role_of(functions_by_handler(cfn)[WORKER])
+    by_resource = {
+        render(resource): sorted(actions(s))
+        for s in role_statements(cfn)[worker_role]
+        if _grants(s, "secretsmanager:*")
+        for resource in as_list(s["Resource"])
+    }
+    secret_id, _ = only(cfn, "AWS::SecretsManager::Secret")
+    assert by_resource == {
+        "${" + secret_id + "}": ["secretsmanager:GetSecretValue"],
+        PREFIX + "adsauth/AdsAuth/advertisers/refresh/*": [
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue",
+        ],
+        PREFIX + "adsauth/AdsAuth/advertisers/access/*": [
+            "secretsmanager:CreateSecret",
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:TagResource",  # CreateSecret with tags needs it
+        ],
+    }
+
+
+def test_worker_publishes_alerts_and_consumes_the_queue(cfn):
+    worker_role = role_of(functions_by_handler(cfn)[WORKER])
+    topic_id, _ = only(cfn, "AWS::SNS::Topic")
+    queue_id = _queue_ids(cfn)["queue"]
+    assert worker_role in _roles_allowed(cfn, "sns:Publish", "${" + topic_id + "}")
+    for action in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility"):
+        assert _roles_allowed(cfn, f"sqs:{action}", "${" + queue_id + ".Arn}") == {worker_role}
+
+
+def test_dispatcher_sends_to_the_queue_and_touches_no_secret(cfn):
+    dispatcher_role = role_of(functions_by_handler(cfn)[DISPATCHER])
+    queue_id = _queue_ids(cfn)["queue"]
+    assert _roles_allowed(cfn, "sqs:SendMessage", "${" + queue_id + ".Arn}") == {dispatcher_role}
+    statements = role_statements(cfn)[dispatcher_role]
+    assert not [s for s in statements if _grants(s, "secretsmanager:*")]
+    assert not [s for s in statements if _grants(s, "sns:*")]
+
+
+def _queue_ids(cfn: dict) -> dict[str, str]:
+    queues = resources(cfn, "AWS::SQS::Queue")
+    (queue_id,) = [q for q, props in queues.items() if "RedrivePolicy" in props["Properties"]]
+    (dlq_id,) = set(queues) - {queue_id}
+    return {"queue": queue_id, "dlq": dlq_id}
 
 
 def test_connect_role_has_no_secretsmanager_action(cfn):

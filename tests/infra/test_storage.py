@@ -58,5 +58,5 @@ def test_advertiser_secrets_are_not_created_by_the_stack(cfn):
 
 def test_log_groups_have_explicit_retention(cfn):
     groups = resources(cfn, "AWS::Logs::LogGroup")
-    assert len(groups) == 3  # two functions and the API access log
+    assert len(groups) == 5  # four functions and the API access log
     assert {g["Properties"].get("RetentionInDays") for g in groups.values()} == {30}

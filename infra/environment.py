@@ -1,0 +1,34 @@
+"""The environment every adsauth function gets: what ``adsauth.settings`` reads.
+
+Names and references only, never a secret value (a test scans every function's variables).
+"""
+
+from __future__ import annotations
+
+from infra.config import AdsAuthConfig
+from infra.constants import SERVICE_NAME
+from infra.storage import Storage
+
+
+def function_environment(
+    config: AdsAuthConfig, storage: Storage, public_base_url: str
+) -> dict[str, str]:
+    env = {
+        "TABLE_NAME": storage.table.table_name,
+        "PUBLIC_BASE_URL": public_base_url,
+        "LWA_CLIENT_ID": config.client_id,
+        # The ARN, not the name: the name ends in "-client" (a hyphen and six characters), which
+        # Secrets Manager could take for a partial ARN.
+        "LWA_CLIENT_SECRET_NAME": storage.client_secret.secret_arn,
+        "SECRET_PREFIX": storage.secret_prefix,
+        "LWA_SCOPE": config.scope,
+        "ALLOWED_REGIONS": ",".join(config.allowed_regions),
+        "INVITATION_TTL_SECONDS": str(config.invitation_ttl_seconds),
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": SERVICE_NAME,
+    }
+    if config.operator_name:
+        env["OPERATOR_NAME"] = config.operator_name
+    if config.ses_sender:
+        env["SES_SENDER"] = config.ses_sender
+    return env
