@@ -1,5 +1,6 @@
 """Suite-wide: capture every log record, and remember every sensitive value the tests handle, so
-the last test can prove that none of them ever reached a log line."""
+the last test can prove that none of them ever reached a log line; share one local stack
+(``tests/stack_fixtures.py``) with every test that asks for it; end the run with the proof line."""
 
 from __future__ import annotations
 
@@ -42,7 +43,29 @@ def remember(*values: str | None) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # the leak scan looks at what every other test logged, so it runs last
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+    # the real-browser journey runs after the other tests (the infrastructure tests synthesize
+    # before the session stack points the environment at moto), and the leak scan, which looks
+    # at what every other test logged, runs last
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        e2e = item.path.is_relative_to(config.rootpath / "tests" / "e2e")
+        return item.get_closest_marker("last") is not None, e2e
+
+    items.sort(key=order)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config):
+    # outermost wrapper: the proof line comes after pytest's short summary, just above its
+    # closing "N passed" line
+    from tests.proof import proof_line
+
+    try:
+        return (yield)
+    finally:
+        terminalreporter.write_line(proof_line())
+
+
+# The shared session fixtures (imported here, once, so there is exactly one session stack).
+from tests.stack_fixtures import _clean_emulator, browser, emulator_clock, flow, stack  # noqa: E402,F401
 
 

@@ -19,6 +19,7 @@ from local.gateway import sign_request
 from local.stack import CLIENT_ID, OPERATOR_KEYS, TABLE_NAME
 from tests.conftest import remember
 from tests.integration.conftest import secret_names, state_items
+from tests.proof import record_attack
 
 HOSTILE = "<script>alert(1)</script>"
 EVIL = "evil.example"
@@ -109,6 +110,8 @@ STATE_CASES = {
     "hostile": lambda f: [("state", HOSTILE), ("code", f.code)],
     "not_utf8": lambda f: f"state=%FF%FE{'A' * 41}&code={quote(f.code)}",
 }
+STATE_ATTACKS = {"missing": "state:missing", "forged": "state:forged", "oversized": "oversized_input",
+                 "non_ascii": "state:malformed", "hostile": "xss:state", "not_utf8": "state:malformed"}
 
 
 @pytest.mark.parametrize("case", STATE_CASES)
@@ -117,6 +120,7 @@ def test_bad_state_is_refused_before_any_token_call(stack, flow, case):
     f.consent()
     before = Snapshot(stack, f)
     answer = f.browser.get(callback_url(stack, STATE_CASES[case](f)))  # the real cookie is sent
+    record_attack(STATE_ATTACKS[case], answer.status_code != 400 or stack.emulator.count("token") > 0)
     assert_page(answer, "state_invalid")
     assert stack.emulator.count("token") == 0
     before.unchanged()
@@ -131,7 +135,9 @@ def test_expired_state_is_refused(stack, flow):
         ExpressionAttributeValues={":t": Decimal(str(int(time.time()) - 601))},
     )
     before = Snapshot(stack, f)
-    assert_page(f.callback(), "state_expired")
+    answer = f.callback()
+    record_attack("state:expired", answer.status_code != 400 or stack.emulator.count("token") > 0)
+    assert_page(answer, "state_expired")
     assert stack.emulator.count("token") == 0
     before.unchanged()
 
@@ -141,8 +147,11 @@ def test_state_without_its_cookie_is_refused(stack, flow, browser):
     f.consent()
     before = Snapshot(stack, f)
     other = browser()  # another browser, no cookie at all
-    assert_page(f.callback(browser=other), "state_unbound")
+    answer = f.callback(browser=other)
     declined = other.get(callback_url(stack, {"error": "access_denied", "state": f.state}))
+    record_attack("cookie:missing", {answer.status_code, declined.status_code} != {400}
+                  or stack.emulator.count("token") > 0 or f.advertiser()["status"] != before.status[0])
+    assert_page(answer, "state_unbound")
     assert_page(declined, "state_unbound")  # nobody else can decline (or fail) this flow
     assert stack.emulator.count("token") == 0
     before.unchanged()
@@ -157,9 +166,12 @@ def test_state_with_another_flows_verifier_is_refused(stack, flow):
     _, verifier_b = binding(b)
     cookie = {"Cookie": f"{name_a}={verifier_b}"}
     forged = requests.get(a.callback_url, headers=cookie, allow_redirects=False, timeout=15)
-    assert_page(forged, "state_unbound")
     # B's browser (which holds only B's cookie) presenting A's callback
-    assert_page(a.callback(browser=b.browser), "state_unbound")
+    crossed = a.callback(browser=b.browser)
+    record_attack("cookie:foreign", {forged.status_code, crossed.status_code} != {400}
+                  or stack.emulator.count("token") > 0)
+    assert_page(forged, "state_unbound")
+    assert_page(crossed, "state_unbound")
     assert stack.emulator.count("token") == 0
     before.unchanged()
 
@@ -178,9 +190,11 @@ def test_replayed_state_is_refused_and_the_same_callback_is_idempotent(stack, fl
         callback_url(stack, {"code": other_code, "scope": "advertising::campaign_management", "state": f.state}),
         headers=cookie, allow_redirects=False, timeout=15,
     )
+    record_attack("state:replayed", replay.status_code != 400 or stack.emulator.count("token") > 1)
     assert_page(replay, "state_replayed")
     assert other_code not in replay.text
     again = requests.get(f.callback_url, headers=cookie, allow_redirects=False, timeout=15)
+    record_attack("code:double_submit", stack.emulator.count("token") > 1)
     assert again.status_code == first.status_code == 303
     assert again.headers["Location"] == first.headers["Location"]
     assert stack.emulator.count("token") == 1, "a replay made a second exchange"
@@ -209,6 +223,12 @@ def test_authorization_errors_are_classified_never_reflected(stack, flow, error,
     answer = f.browser.get(callback_url(stack, {"error": error, "error_description": HOSTILE, "state": f.state}))
     assert_result_redirect(stack, answer, outcome)
     page = f.browser.follow(answer)
+    reflected = any(HOSTILE in r.text or "<script" in r.text or HOSTILE in str(r.headers) for r in (answer, page))
+    record_attack("xss:error_description", reflected or stack.emulator.count("token") > 0)
+    if error == HOSTILE:
+        record_attack("xss:error", reflected)
+    elif len(error) > 1000:
+        record_attack("oversized_input", reflected or answer.status_code >= 500)
     assert page.status_code == 200 and f'data-page="{outcome}"' in page.text
     assert HOSTILE not in page.text and "<script" not in page.text
     security_headers(page)
@@ -229,6 +249,7 @@ def test_replayed_code_in_a_new_flow_is_refused_by_lwa(stack, flow):
     answer = new.browser.get(
         callback_url(stack, {"code": old.code, "scope": "advertising::campaign_management", "state": new.state})
     )
+    record_attack("code:replayed", new.advertiser()["status"] == "connected" or secret_names() != before.secrets)
     assert_result_redirect(stack, answer, "retry")
     calls = [c for c in stack.emulator.calls if c["endpoint"] == "token"]
     assert stack.emulator.count("token") == before.tokens + 1 and calls[-1]["status"] == 400
@@ -249,6 +270,11 @@ CODE_CASES = {
     "neither_code_nor_error": lambda f: [("scope", "advertising::campaign_management"), ("state", f.state)],
     "empty_code": lambda f: [("code", ""), ("state", f.state)],
 }
+CODE_ATTACKS = {"oversized_code": "oversized_input", "non_ascii_code": "code:malformed",
+                "code_with_space": "xss:code", "duplicated_state": "parameter_pollution",
+                "duplicated_state_other": "parameter_pollution", "duplicated_code": "parameter_pollution",
+                "duplicated_error": "parameter_pollution", "neither_code_nor_error": "code:missing",
+                "empty_code": "code:missing"}
 
 
 @pytest.mark.parametrize("case", CODE_CASES)
@@ -257,6 +283,7 @@ def test_malformed_callback_query_is_an_invalid_request(stack, flow, case):
     f.consent()
     before = Snapshot(stack, f)
     answer = f.browser.get(callback_url(stack, CODE_CASES[case](f)))
+    record_attack(CODE_ATTACKS[case], answer.status_code != 400 or stack.emulator.count("token") > 0)
     assert_page(answer, "invalid_request")
     assert "CCCCCCCC" not in answer.text and "ü" not in answer.text
     assert stack.emulator.count("token") == 0
@@ -270,6 +297,7 @@ def test_extra_redirect_parameters_are_ignored(stack, flow):
     answer = f.browser.get(f"{f.callback_url}&{urlencode(hostile)}")
     assert_result_redirect(stack, answer, "connected")
     page = f.browser.follow(answer)
+    record_attack("open_redirect", any(EVIL in v for r in f.browser.history[-2:] for v in r.headers.values()))
     assert page.status_code == 200 and 'data-page="connected"' in page.text
     for response in f.browser.history[-2:]:
         assert all(EVIL not in v for v in response.headers.values())
@@ -305,11 +333,17 @@ def _connect_case(stack, flow, case: str) -> tuple[str, str, int]:
     return f.link, "invitation_used", 409
 
 
+INVITATION_ATTACKS = {"unknown": "invitation:forged", "hostile": "xss:path", "hostile_quote": "xss:path",
+                      "result_page": "xss:path", "expired": "invitation:expired", "used": "invitation:reused"}
+
+
 @pytest.mark.parametrize("case", ["unknown", "hostile", "hostile_quote", "result_page", "expired", "used"])
 def test_bad_invitation_gets_a_fixed_page_and_no_state(stack, flow, browser, case):
     url, key, status = _connect_case(stack, flow, case)
     states, tokens, stored = len(state_items()), stack.emulator.count("token"), secret_names()
     answer = browser().get(url)
+    record_attack(INVITATION_ATTACKS[case], answer.status_code < 400 or "Set-Cookie" in answer.headers
+                  or "onerror" in answer.text or "<script" in answer.text)
     assert_page(answer, key, status)
     assert "Set-Cookie" not in answer.headers
     assert "onerror" not in answer.text and "img" not in answer.text
@@ -348,6 +382,9 @@ TOKEN_CASES = {  # case -> (body from a good request, expected status)
     "oversized": (_with(code="C" * 20_000), 413),
     "unknown_advertiser": (_with(advertiser="adv-doesnotexist1"), 404),
 }
+TOKEN_ATTACKS = {"oversized": "oversized_input", "extra_field": "open_redirect",
+                 "http_redirect_uri": "token:redirect_uri_downgrade", "hostile_advertiser": "xss:token_body",
+                 "unknown_advertiser": "token:unknown_advertiser"}
 
 
 @pytest.mark.parametrize("case", TOKEN_CASES)
@@ -357,6 +394,8 @@ def test_malformed_token_request_is_refused(stack, case):
     stored = secret_names()
     make, status = TOKEN_CASES[case]
     answer = post_token(stack, make(good))
+    record_attack(TOKEN_ATTACKS.get(case, "token:malformed_body"),
+                  answer.status_code < 400 or answer.status_code >= 500 or stack.emulator.count("token") > 0)
     error = "advertiser_unknown" if status == 404 else "invalid_request"
     assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text[:300]
     assert answer.headers["Content-Type"].startswith("application/json")
@@ -371,13 +410,19 @@ def test_malformed_token_request_is_refused(stack, case):
 def test_unsigned_and_badly_signed_token_requests_are_refused_by_the_gateway(stack):
     advertiser_id, _ = stack.invite()
     body = json.dumps({"code": fake(24), "redirect_uri": MANUAL_REDIRECT, "region": "NA", "advertiser": advertiser_id})
-    assert post_token(stack, body, signed=False).status_code == 403
+    unsigned = post_token(stack, body, signed=False).status_code
+    record_attack("token:unsigned", unsigned != 403)
+    assert unsigned == 403
     url, json_type = f"{stack.base_url}/token", {"Content-Type": "application/json"}
     headers = sign_request("POST", url, body, json_type, credentials=("AKIAOTHER00000000000", "wrong-key"))
-    assert requests.post(url, data=body, headers=headers, timeout=15).status_code == 403
+    foreign = requests.post(url, data=body, headers=headers, timeout=15).status_code
+    record_attack("token:foreign_signature", foreign != 403)
+    assert foreign == 403
     tampered = sign_request("POST", url, body, json_type, credentials=OPERATOR_KEYS)
     other = body.replace(advertiser_id, "adv-000000000000")
-    assert requests.post(url, data=other, headers=tampered, timeout=15).status_code == 403
+    changed = requests.post(url, data=other, headers=tampered, timeout=15).status_code
+    record_attack("token:tampered_body", changed != 403)
+    assert changed == 403
     assert stack.emulator.count("token") == 0
 
 
@@ -434,6 +479,7 @@ def test_late_decline_from_a_second_tab_does_not_unset_connected(stack, browser)
     assert_result_redirect(stack, tab1.get(allowed.headers["Location"]), "connected")
     stored = secret_names()
     tab2.get(callback_url(stack, {"error": "access_denied", "state": state2}))
+    record_attack("late_decline", status_of(advertiser_id) != "connected" or secret_names() != stored)
     assert secret_names() == stored and stack.emulator.count("token") == 1
     assert status_of(advertiser_id) == "connected"
 
@@ -444,6 +490,7 @@ def test_rejected_manual_code_does_not_unset_connected(stack, flow):
     assert_result_redirect(stack, f.callback(), "connected")
     body = {"code": fake(24), "redirect_uri": MANUAL_REDIRECT, "region": "NA", "advertiser": f.advertiser_id}
     answer = post_token(stack, json.dumps(body))
+    record_attack("token:forged_code", answer.status_code == 200 or f.advertiser()["status"] != "connected")
     assert (answer.status_code, answer.json()["error"]) == (400, "invalid_grant")
     assert f.advertiser()["status"] == "connected"
 
@@ -455,7 +502,59 @@ def test_token_replay_with_other_fields_is_not_answered_with_another_advertisers
     body = {"code": code, "redirect_uri": MANUAL_REDIRECT, "region": "NA", "advertiser": first_id}
     assert post_token(stack, json.dumps(body)).status_code == 200
     again = post_token(stack, json.dumps({**body, "advertiser": other_id}))
+    record_attack("code:replayed_for_other_advertiser",
+                  again.status_code == 200 or first_id in again.text or status_of(other_id) != "invited")
     assert stack.emulator.count("token") == 1
     assert status_of(other_id) == "invited"
     assert (again.status_code, again.json()["error"]) == (409, "code_already_used")
     assert first_id not in again.text
+
+
+# --- region mix-up (security requirement 3) --------------------------------------------------------
+def test_code_from_another_regions_authorize_host_is_refused_for_an_eu_flow(stack, flow, browser):
+    """An EU flow presented with a code the NA authorize host issued (same client, redirect_uri,
+    state and PKCE challenge): the broker exchanges at the token endpoint paired with the state's
+    region, EU, which refuses a code NA issued. No query parameter moves the exchange elsewhere."""
+    f = flow("EU")
+    assert urlsplit(f.authorize_url).path == "/eu/ap/oa"
+    page = f.browser.get(f.authorize_url.replace("/eu/ap/oa", "/na/ap/oa", 1))
+    consent = f.browser.click(page, "allow")
+    na_code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
+    remember(na_code)
+    stored = secret_names()
+    na_token_url = f"{stack.emulator.base_url}/na/auth/o2/token"
+    hostile = {"code": na_code, "scope": "advertising::campaign_management", "state": f.state, "region": "NA",
+               "token_url": na_token_url, "token_endpoint": na_token_url, "lwa_region": "na"}
+    answer = f.browser.get(callback_url(stack, hostile))
+    calls = [(c["region"], c["status"]) for c in stack.emulator.calls if c["endpoint"] == "token"]
+    record_attack("region_mixup", calls != [("EU", 400)] or f.advertiser()["status"] == "connected"
+                  or secret_names() != stored)
+    assert calls == [("EU", 400)], "the exchange did not go (only) to the state's region"
+    assert_result_redirect(stack, answer, "retry")
+    advertiser = f.advertiser()
+    assert (advertiser["status"], advertiser["status_reason"]) == ("failed", "code_rejected")
+    assert secret_names() == stored
+
+    # the code itself was good: NA's own token endpoint redeems it (so only the pairing refused it)
+    _, verifier = binding(f)
+    redeemed = requests.post(na_token_url, data={
+        "grant_type": "authorization_code", "code": na_code, "redirect_uri": stack.callback_url,
+        "client_id": CLIENT_ID, "client_secret": stack.client_secret, "code_verifier": verifier,
+    }, timeout=15)
+    assert redeemed.status_code == 200, redeemed.text[:200]
+    remember(*(v for v in redeemed.json().values() if isinstance(v, str)))
+
+
+def test_no_request_input_chooses_the_authorize_or_token_endpoint(stack, browser):
+    """The invitation's region picks the authorize host; parameters on the link do not."""
+    advertiser_id, link = stack.invite(region="EU")
+    b = browser()
+    hostile = {"region": "NA", "authorize_url": f"https://{EVIL}/ap/oa", "redirect_uri": f"https://{EVIL}/cb"}
+    answer = b.get(f"{link}?{urlencode(hostile)}")
+    location = urlsplit(answer.headers.get("Location", ""))
+    query = parse_qs(location.query)
+    remember(*query.get("state", []))
+    record_attack("region_choice", location.path != "/eu/ap/oa" or EVIL in answer.headers.get("Location", ""))
+    assert answer.status_code == 302 and location.path == "/eu/ap/oa"
+    assert query["redirect_uri"] == [stack.callback_url]
+    assert EVIL not in answer.headers["Location"]
