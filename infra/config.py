@@ -35,8 +35,8 @@ Keys (JSON has no comments, so they are documented here):
     An access token is refreshed once it has fewer than this many minutes left. Default 12. It must
     be at least ``10 + refresh_schedule_minutes + 1``: a token that just misses one dispatch is
     picked up by the next, ``refresh_schedule_minutes`` later, and refreshed within about a minute,
-    so downstream always finds at least 10 minutes left. At most 45: an access token lives 60
-    minutes, and a longer lead would refresh tokens that are nowhere near expiry.
+    so downstream always finds at least 10 minutes left. At most 29: an access token lives 60
+    minutes, and a lead of half of that or more would refresh tokens nowhere near expiry.
 ``refresh_concurrency``
     At most this many refresh workers run at once (the SQS event source's maximum concurrency),
     an integer from 2 (the SQS minimum) to 50. Default 5. It bounds the parallel calls to LwA.
@@ -207,7 +207,9 @@ def _check_operator(value: Any, problems: list[str]) -> None:
 
 # Downstream is promised at least this many minutes on a token it reads (adsauth.client default).
 MIN_DOWNSTREAM_MINUTES = 10
-MAX_REFRESH_LEAD_MINUTES = 45
+# Below half an access token's 60-minute life (adsauth.settings refuses 30 or more): a longer lead
+# would refresh tokens that are nowhere near expiry.
+MAX_REFRESH_LEAD_MINUTES = 29
 
 
 def _is_int(value: Any) -> bool:
@@ -231,7 +233,8 @@ def _check_refresh(values: Mapping[str, Any], problems: list[str]) -> None:
     elif lead > MAX_REFRESH_LEAD_MINUTES:
         problems.append(
             f"refresh_lead_minutes must be at most {MAX_REFRESH_LEAD_MINUTES}: an access token "
-            f"lives 60 minutes, a longer lead refreshes tokens far from expiry; got {lead}"
+            f"lives 60 minutes, a lead of half of that or more refreshes tokens far from expiry; "
+            f"got {lead}"
         )
     elif schedule_ok:
         schedule = values["refresh_schedule_minutes"]

@@ -47,6 +47,9 @@ DLQ_RETENTION = Duration.days(14)  # the SQS maximum: time for ops to look and r
 # refresh the same advertiser at once, and short enough that a crashed worker's lease lapses
 # before the next dispatch finds the token still due.
 REFRESH_LEASE_SECONDS = 120
+# The worker's Powertools metric (namespace SERVICE_NAME, dimension service) counting refreshes
+# that LwA answered with invalid_client: our client secret is wrong or rotated.
+INVALID_CLIENT_METRIC = "LwaInvalidClient"
 
 # Files of the adsauth package that are the ops CLI, not deployed code.
 CLI_MODULES = frozenset({"cli.py", "__main__.py"})

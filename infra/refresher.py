@@ -6,6 +6,7 @@ EventBridge rate(N minutes) ─► dispatcher (reserved concurrency 1)
 refresh queue ─► worker (batches of 10, at most ``refresh_concurrency`` at once)
     refresh token at LwA → new secrets → profiles when their cadence is due
     a message that fails 5 times ─► DLQ ─► alarm ─► alert topic ─► ``alert_email``
+alarms on the alert topic: DLQ not empty, dispatcher failing, LwA refusing our client
 ```
 
 The dispatcher never touches a secret. Only the worker reads refresh tokens and the LwA client
@@ -32,9 +33,11 @@ from infra.constants import (
     DISPATCHER_HANDLER,
     DISPATCHER_TIMEOUT,
     DLQ_RETENTION,
+    INVALID_CLIENT_METRIC,
     REFRESH_BATCH_SIZE,
     REFRESH_LEASE_SECONDS,
     REFRESH_MAX_RECEIVE_COUNT,
+    SERVICE_NAME,
     VISIBILITY_TIMEOUT_FACTOR,
     WORKER_HANDLER,
     WORKER_TIMEOUT,
@@ -205,5 +208,26 @@ class Refresher(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        for alarm in (dlq_alarm, dispatcher_alarm):
+        # Security requirement 9: invalid_client is a platform problem (wrong or rotated client
+        # secret), not an advertiser's; ops must act before any token expires.
+        invalid_client_alarm = cloudwatch.Alarm(
+            self,
+            "LwaRejectsClient",
+            alarm_description=(
+                "adsauth: LwA answered invalid_client; the refresher pauses. Put the current LwA "
+                "client secret in Secrets Manager (ClientSecretName output)"
+            ),
+            metric=cloudwatch.Metric(
+                namespace=SERVICE_NAME,
+                metric_name=INVALID_CLIENT_METRIC,
+                dimensions_map={"service": SERVICE_NAME},
+                period=Duration.minutes(5),
+                statistic=cloudwatch.Stats.SUM,
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        for alarm in (dlq_alarm, dispatcher_alarm, invalid_client_alarm):
             alarm.add_alarm_action(action)

@@ -74,7 +74,7 @@ def test_full_config_with_custom_domain_and_sender():
 
 
 @pytest.mark.parametrize(
-    "schedule, lead", [(1, 12), (1, 45), (2, 13), (5, 16), (15, 26), (15, 45)]
+    "schedule, lead", [(1, 12), (1, 29), (2, 13), (5, 16), (15, 26), (15, 29)]
 )
 def test_refresh_lead_leaves_downstream_ten_minutes(schedule, lead):
     config = load_config(
@@ -82,6 +82,21 @@ def test_refresh_lead_leaves_downstream_ten_minutes(schedule, lead):
     )
     # Worst case: just missed a dispatch, waits a full interval, then a minute to refresh.
     assert config.refresh_lead_minutes - config.refresh_schedule_minutes - 1 >= 10
+
+
+def test_the_longest_lead_is_one_the_functions_accept():
+    from adsauth.settings import settings_from_env
+
+    config = load_config({"client_id": CLIENT_ID, "refresh_lead_minutes": 29})
+    env = {
+        "TABLE_NAME": "t",
+        "PUBLIC_BASE_URL": "https://example.com",
+        "LWA_CLIENT_ID": CLIENT_ID,
+        "LWA_CLIENT_SECRET_NAME": "n",
+        "SECRET_PREFIX": "p/",
+        "REFRESH_LEAD_SECONDS": str(config.refresh_lead_seconds),
+    }
+    assert settings_from_env(env).refresh_lead_seconds == 29 * 60
 
 
 def test_a_slower_schedule_needs_a_longer_lead():
@@ -145,7 +160,7 @@ def test_context_may_be_a_json_string():
             {"refresh_schedule_minutes": 3, "refresh_lead_minutes": 13},
             "refresh_lead_minutes must be at least 14",
         ),
-        ({"refresh_lead_minutes": 46}, "refresh_lead_minutes must be at most 45"),
+        ({"refresh_lead_minutes": 30}, "refresh_lead_minutes must be at most 29"),
         ({"refresh_lead_minutes": "12"}, "refresh_lead_minutes must be an integer"),
         ({"refresh_lead_minutes": 12.5}, "refresh_lead_minutes must be an integer"),
         (

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.constants import REFRESH_LEASE_SECONDS
+from infra.bundling import LAMBDAS_DIR
+from infra.constants import INVALID_CLIENT_METRIC, REFRESH_LEASE_SECONDS
 from tests.infra.cfn import functions_by_handler, only, render, resources
 
 DISPATCHER = "adsauth.handlers.dispatcher.handler"
@@ -148,7 +149,13 @@ def test_alarms_notify_the_alert_topic(cfn):
     assert watched == {
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "${" + dlq_id + ".QueueName}"),
         ("AWS/Lambda", "Errors", "${" + _function_id(cfn, DISPATCHER) + "}"),
+        ("adsauth", INVALID_CLIENT_METRIC, "adsauth"),  # Powertools: namespace, service dimension
     }
+
+
+def test_invalid_client_alarm_watches_a_metric_the_worker_emits():
+    worker = (LAMBDAS_DIR / "adsauth" / "handlers" / "worker.py").read_text()
+    assert f'"{INVALID_CLIENT_METRIC}"' in worker
 
 
 def test_outputs_name_the_topic_and_queues(cfn):
