@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""CDK app: reads the ``adsauth`` context from cdk.json and synthesizes the AdsAuth stack."""
+"""CDK app: reads the ``adsauth`` context from cdk.json and synthesizes the AdsAuth stack.
+
+``-c example_consumer=true`` also synthesizes ``AdsAuthExampleConsumer`` (infra/consumer_example.py),
+a downstream function granted through ``AdsAuthStack.grant_read_tokens``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from infra.config import ConfigError, load_config  # noqa: E402
+from infra.consumer_example import CONTEXT_FLAG, ExampleConsumerStack  # noqa: E402
 from infra.stack import AdsAuthStack  # noqa: E402
 
 
@@ -26,7 +31,16 @@ def main() -> None:
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(1)
-    AdsAuthStack(app, "AdsAuth", config=config, description="adsauth: LwA authorization broker")
+    stack = AdsAuthStack(
+        app, "AdsAuth", config=config, description="adsauth: LwA authorization broker"
+    )
+    if str(app.node.try_get_context(CONTEXT_FLAG)).lower() == "true":
+        ExampleConsumerStack(
+            app,
+            "AdsAuthExampleConsumer",
+            adsauth=stack,
+            description="adsauth example: a downstream function reading brokered access tokens",
+        )
     cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     app.synth()
 

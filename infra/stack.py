@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from aws_cdk import Annotations, CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.api import PublicApi
@@ -47,6 +49,22 @@ class AdsAuthStack(Stack):
                 "cdk.json context adsauth.client_id is still the EXAMPLE placeholder; set the "
                 "client id of your LwA security profile before deploying.",
             )
+
+    def grant_read_tokens(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let a downstream principal read access tokens, and nothing more secret.
+
+        Exactly two statements: ``secretsmanager:GetSecretValue`` and ``DescribeSecret`` on
+        ``<SecretPrefix>access/*``; ``dynamodb:GetItem`` and ``dynamodb:Query`` on the table and its
+        ``byProfile`` index. Never a refresh token, never the LwA client secret, no table write or
+        scan. A ``lambda_.Function`` also gets the variables ``adsauth.client`` reads:
+        ``ADSAUTH_TABLE_NAME``, ``ADSAUTH_SECRET_PREFIX``, ``ADSAUTH_LWA_CLIENT_ID``.
+        """
+        grant = self.storage.grant_read_tokens(grantee)
+        if isinstance(grantee, lambda_.Function):
+            grantee.add_environment("ADSAUTH_TABLE_NAME", self.table.table_name)
+            grantee.add_environment("ADSAUTH_SECRET_PREFIX", self.storage.secret_prefix)
+            grantee.add_environment("ADSAUTH_LWA_CLIENT_ID", self.config.client_id)
+        return grant
 
     def _outputs(self) -> None:
         """What ops need after a deploy. The ops CLI (``adsauth --stack``) reads these names, so

@@ -13,8 +13,9 @@ Secrets:
   place:
 
   ``grant_advertiser_secrets_write`` (callback: create/read/put both kinds),
-  ``grant_refresh_secrets_read_write`` (refresh worker: read/put refresh tokens) and
-  ``grant_access_secrets_write`` (refresh worker: create/put access tokens, no read).
+  ``grant_refresh_secrets_read_write`` (refresh worker: read/put refresh tokens),
+  ``grant_access_secrets_write`` (refresh worker: create/put access tokens, no read) and
+  ``grant_read_tokens`` (downstream: read access tokens, look up advertisers; nothing else).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ ACCESS_SECRET_WRITE_ACTIONS = (
     "secretsmanager:DescribeSecret",
     "secretsmanager:TagResource",
 )
+# Downstream: read an access token and find the advertiser of a profile. Nothing else.
+TOKEN_READ_SECRET_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
+TOKEN_READ_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
 
 
 def _attribute(name: str) -> dynamodb.Attribute:
@@ -127,6 +131,7 @@ class Storage(Construct):
         self.secret_prefix = advertiser_secret_prefix(stack.stack_name)
         self.refresh_secrets_arn = self._secret_arn_pattern("refresh/*")
         self.access_secrets_arn = self._secret_arn_pattern("access/*")
+        self.profile_index_arn = f"{self.table.table_arn}/index/{schema.PROFILE_INDEX}"
 
     def _secret_arn_pattern(self, suffix: str) -> str:
         return Stack.of(self).format_arn(
@@ -181,6 +186,18 @@ class Storage(Construct):
     def grant_access_secrets_write(self, grantee: iam.IGrantable) -> iam.Grant:
         """Store access tokens (the refresher); no read."""
         return self._grant_advertiser_secrets(grantee, "access", ACCESS_SECRET_WRITE_ACTIONS)
+
+    def grant_read_tokens(self, grantee: iam.IGrantable) -> iam.Grant:
+        """What a downstream function needs, exactly: read access-token secrets, look up an
+        advertiser and its profiles (GetItem, Query on the table and ``byProfile``). Never a
+        refresh token, never the client secret, no table write and no scan."""
+        secrets = self._grant_advertiser_secrets(grantee, "access", TOKEN_READ_SECRET_ACTIONS)
+        table = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(TOKEN_READ_TABLE_ACTIONS),
+            resource_arns=[self.table.table_arn, self.profile_index_arn],
+        )
+        return secrets.combine(table)
 
     def _grant_advertiser_secrets(
         self, grantee: iam.IGrantable, kind: str, actions: tuple[str, ...]

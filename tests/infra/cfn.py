@@ -30,10 +30,29 @@ def render(value: Any) -> str:
             return "${" + arg + "}"
         if name == "Fn::GetAtt":
             return "${" + ".".join(arg) + "}"
+        if name == "Fn::ImportValue":  # a cross-stack reference, see exported_values
+            return "${import:" + arg + "}"
         if name == "Fn::Join":
             separator, parts = arg
             return separator.join(render(part) for part in parts)
     raise AssertionError(f"cannot render {value!r}")
+
+
+def exported_values(producer: dict) -> dict[str, str]:
+    """``${import:<export name>}`` → the rendered value the producer template exports under it."""
+    return {
+        "${import:" + output["Export"]["Name"] + "}": render(output["Value"])
+        for output in producer.get("Outputs", {}).values()
+        if "Export" in output
+    }
+
+
+def render_imported(value: Any, producer: dict) -> str:
+    """``render``, with each import replaced by what the producer exports (consumer stacks)."""
+    text = render(value)
+    for imported, exported in exported_values(producer).items():
+        text = text.replace(imported, exported)
+    return text
 
 
 def as_list(value: Any) -> list:

@@ -1,5 +1,5 @@
-"""One synth per session: a single App holding the default stack and a variant (custom domain, SES
-sender, alert email, non-default refresher settings).
+"""One synth per session: a single App holding the default stack, a variant (custom domain, SES
+sender, alert email, non-default refresher settings) and the example consumer of the default stack.
 
 Bundling is skipped (``aws:cdk:bundling-stacks: []``); the feature flags are the ones in cdk.json,
 so the tests see what ``cdk synth`` ships. cdk-nag runs as in app.py.
@@ -19,6 +19,7 @@ from aws_cdk.assertions import Template  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from infra.config import load_config  # noqa: E402
+from infra.consumer_example import ExampleConsumerStack  # noqa: E402
 from infra.stack import AdsAuthStack  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -75,14 +76,18 @@ class Synth:
         self.domain_stack = AdsAuthStack(
             self.app, "AdsAuthDomain", config=load_config(DOMAIN_CONFIG)
         )
+        self.consumer_stack = ExampleConsumerStack(
+            self.app, "AdsAuthExampleConsumer", adsauth=self.stack
+        )
         Aspects.of(self.app).add(AwsSolutionsChecks())
         # Template.from_stack synthesizes the App once; later calls reuse the assembly.
         self.template = Template.from_stack(self.stack)
         self.domain_template = Template.from_stack(self.domain_stack)
+        self.consumer_template = Template.from_stack(self.consumer_stack)
 
     @property
     def stacks(self):
-        return (self.stack, self.domain_stack)
+        return (self.stack, self.domain_stack, self.consumer_stack)
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +109,7 @@ def cfn(template: Template) -> dict:
 def domain_cfn(synth: Synth) -> dict:
     return synth.domain_template.to_json()
 
+
+@pytest.fixture(scope="session")
+def consumer_cfn(synth: Synth) -> dict:
+    return synth.consumer_template.to_json()

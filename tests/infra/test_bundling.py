@@ -64,6 +64,14 @@ def test_bundles_the_real_package(tmp_path):
     assert all(f.startswith("adsauth/") for f in bundled)
 
 
+def test_client_layer_puts_the_package_under_python(tmp_path):
+    assert LocalBundler(into="python").try_bundle(str(tmp_path), None) is True
+    bundled = files_under(tmp_path)
+    assert "python/adsauth/__init__.py" in bundled
+    assert "python/adsauth/cli.py" not in bundled
+    assert all(f.startswith("python/adsauth/") for f in bundled)
+
+
 def _module_path(handler: str) -> Path:
     module = handler.rpartition(".")[0]
     return LAMBDAS_DIR / (module.replace(".", "/") + ".py")

@@ -13,8 +13,8 @@ def test_no_cdk_nag_errors(synth):
         assert errors == [], [f"{e.id}: {e.entry.data}" for e in errors]
 
 
-def test_suppressions_have_reasons(cfn, domain_cfn):
-    for template in (cfn, domain_cfn):
+def test_suppressions_have_reasons(cfn, domain_cfn, consumer_cfn):
+    for template in (cfn, domain_cfn, consumer_cfn):
         suppressions = [
             rule
             for key, value in walk(template)

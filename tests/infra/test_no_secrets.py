@@ -8,8 +8,8 @@ import re
 from tests.infra.cfn import functions_by_handler, only, walk
 
 
-def test_template_has_no_secret_string(cfn, domain_cfn):
-    for template in (cfn, domain_cfn):
+def test_template_has_no_secret_string(cfn, domain_cfn, consumer_cfn):
+    for template in (cfn, domain_cfn, consumer_cfn):
         assert not [key for key, _ in walk(template) if key in ("SecretString", "SecretBinary")]
 
 

@@ -1,6 +1,6 @@
 """Who may touch which secret: the callback role (exchange) and the refresh worker read the client
 secret and write advertiser secrets, each as narrowly as it needs; the connect and dispatcher roles
-have no Secrets Manager action at all."""
+have no Secrets Manager action at all; downstream (the example consumer) reads access tokens only."""
 
 from __future__ import annotations
 
