@@ -23,6 +23,10 @@ CLIENT_ID = "amzn1.application-oa2-client.local0000000000000000000000000"
 TABLE_NAME = "adsauth-local"
 CLIENT_SECRET_NAME = "adsauth/local/lwa_client"
 SECRET_PREFIX = "adsauth/local/advertisers/"
+REFRESH_QUEUE = "adsauth-local-refresh"
+REFRESH_DLQ = "adsauth-local-refresh-dlq"
+ALERT_TOPIC = "adsauth-local-alerts"
+MAX_RECEIVE_COUNT = 5  # as deployed: a job that failed 5 times moves to the DLQ
 OPERATOR_KEYS = ("AKIALOCALOPERATOR000", "local-operator-secret-key")  # fake IAM identity for POST /token
 
 ROUTES = [
@@ -50,6 +54,7 @@ class LocalStack:
         self.emulator: Emulator | None = None
         self.gateway: LocalGateway | None = None
         self._saved_env: dict[str, str | None] = {}
+        self.queue_url = self.dlq_url = self.topic_arn = ""
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> "LocalStack":
@@ -82,13 +87,16 @@ class LocalStack:
             **self.emulator.endpoints_env(),
             **self.extra_env,
         }
+        self._set_env(env)
+        self.emulator.register_client(CLIENT_ID, self.client_secret, [self.callback_url])
+        self._provision()
+        return self
+
+    def _set_env(self, env: dict[str, str]) -> None:
         for name, value in env.items():
             self._saved_env.setdefault(name, os.environ.get(name))
             os.environ[name] = value
         self._reset_caches()
-        self.emulator.register_client(CLIENT_ID, self.client_secret, [self.callback_url])
-        self._provision()
-        return self
 
     def stop(self) -> None:
         if self.gateway:
@@ -116,6 +124,15 @@ class LocalStack:
 
         boto3.client("dynamodb").create_table(**schema.create_table_request(TABLE_NAME))
         self.put_client_secret({"client_id": CLIENT_ID, "client_secret": self.client_secret})
+        sqs = boto3.client("sqs")
+        self.dlq_url = sqs.create_queue(QueueName=REFRESH_DLQ)["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+        self.queue_url = sqs.create_queue(
+            QueueName=REFRESH_QUEUE, Attributes={"VisibilityTimeout": "30", "RedrivePolicy": json.dumps(redrive)}
+        )["QueueUrl"]
+        self.topic_arn = boto3.client("sns").create_topic(Name=ALERT_TOPIC)["TopicArn"]
+        self._set_env({"REFRESH_QUEUE_URL": self.queue_url, "ALERT_TOPIC_ARN": self.topic_arn})
 
     def put_client_secret(self, value: dict) -> None:
         import boto3
@@ -143,6 +160,12 @@ class LocalStack:
         callback._idempotency.cache_clear()
 
     # --- conveniences ----------------------------------------------------------------------------
+    def scheduler(self):
+        """The EventBridge schedule and the SQS event source, run by hand (see ``local.scheduler``)."""
+        from local.scheduler import LocalScheduler
+
+        return LocalScheduler(queue_url=self.queue_url)
+
     @property
     def base_url(self) -> str:
         assert self.gateway is not None

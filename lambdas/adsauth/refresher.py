@@ -235,7 +235,7 @@ class Refresher:
             return RefreshResult(advertiser_id, "superseded", reason="lease_lost")
         if rotated:
             self.store.add_event(advertiser_id, "rotated", cause, now)
-        self.store.add_event(advertiser_id, "refreshed", cause, now)
+        self.store.add_event(advertiser_id, "refreshed", cause, self.clock())
         return RefreshResult(
             advertiser_id, "refreshed", rotated=rotated, token_expires_at=tokens.expires_at, profiles=profiles
         )

@@ -44,8 +44,8 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def iso_ms(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+def iso_us(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def expiry_shard(advertiser_id: str) -> str:
@@ -322,13 +322,13 @@ class DynamoStore:
     def snooze(self, due: DueAdvertiser, until: float) -> bool:
         return self._update(
             due.advertiser_id, "SET #dsk = :until", "#dsk = :seen AND #s = :connected",
-            {":until": iso(until), ":seen": due.due_sk}, with_due=True,
+            {":until": iso(until), ":seen": due.due_sk}
         )
 
     def set_deadline(self, advertiser_id: str, due_at: float) -> None:
         self._update(
             advertiser_id, "SET #dpk = :dpk, #dsk = :dsk", "#s = :connected",
-            {":dpk": expiry_shard(advertiser_id), ":dsk": iso(due_at)}, with_due=True,
+            {":dpk": expiry_shard(advertiser_id), ":dsk": iso(due_at)}
         )
 
     # --- refresher: lease ------------------------------------------------------------------------
@@ -372,7 +372,7 @@ class DynamoStore:
             expression += ", profiles_at = :pat, pending_regions = :pending"
             values.update({":pat": _num(profiles_at), ":pending": sorted(r.value for r in pending_regions or ())})
         expression += " REMOVE last_refresh_error, last_refresh_error_at"
-        return self._update(advertiser_id, expression, "#s = :connected", values, lease=lease, with_due=True)
+        return self._update(advertiser_id, expression, "#s = :connected", values, lease=lease)
 
     def record_refresh_error(self, advertiser_id: str, reason: str, now: float) -> None:
         self._update(
@@ -386,21 +386,20 @@ class DynamoStore:
             "SET #s = :reauth, status_reason = :r, updated_at = :now REMOVE #dpk, #dsk",
             "#s = :connected",
             {":reauth": AdvertiserStatus.NEEDS_REAUTH.value, ":r": reason, ":now": _num(now)},
-            lease=lease, with_due=True,
+            lease=lease
         )
 
     def _update(
         self, advertiser_id: str, expression: str, condition: str | None, values: dict,
-        *, lease: Lease | None = None, with_due: bool = False,
+        *, lease: Lease | None = None,
     ) -> bool:
         """One conditional update of an advertiser; False when the condition does not hold. With
         ``lease``, only the holder of that lease (same owner, same fence) may write."""
-        names = {"#s": "status"} if "#s" in (condition or "") + expression else {}
+        text = (condition or "") + expression
+        names = {k: v for k, v in {"#s": "status", **DUE_NAMES}.items() if k in text}
         values = dict(values)
-        if ":connected" in (condition or ""):
+        if ":connected" in text:
             values[":connected"] = CONNECTED
-        if with_due:
-            names.update(DUE_NAMES)
         if lease is not None:
             lease_condition = "lease_owner = :owner AND lease_fence = :fence"
             condition = f"{lease_condition} AND {condition}" if condition else lease_condition
@@ -423,7 +422,7 @@ class DynamoStore:
         """One token event (connected, refreshed, rotated, revoked, needs_reauth): never a token."""
         item = {
             schema.PK: f"ADV#{advertiser_id}",
-            schema.SK: f"EVENT#{iso_ms(now)}#{uuid.uuid4().hex[:8]}",
+            schema.SK: f"EVENT#{iso_us(now)}#{uuid.uuid4().hex[:8]}",
             "type": "event",
             "advertiser_id": advertiser_id,
             "event": event,

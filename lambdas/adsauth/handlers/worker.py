@@ -25,7 +25,6 @@ from adsauth.wiring import refresher
 
 tracer = Tracer(service="adsauth")
 metrics = Metrics(service="adsauth")
-processor = BatchProcessor(event_type=EventType.SQS)
 
 ADVERTISER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OUTCOME_METRICS = {"refreshed": "RefreshOk", "needs_reauth": "NeedsReauth", "client_invalid": "LwaInvalidClient"}
@@ -95,4 +94,7 @@ def report(result: RefreshResult) -> None:
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
+    # A processor per invocation: it keeps the batch's state, and local tests run two at once.
+    # A batch that failed entirely is reported record by record too, instead of as an error.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
