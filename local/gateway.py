@@ -26,6 +26,10 @@ What it emulates, as API Gateway does it:
   still running after ``timeout`` seconds (29, API Gateway's integration limit) answers 504.
 * Request bodies over ``max_body_bytes`` answer 413 without a handler call.
 
+Not API Gateway: given ``openapi`` (a JSON document as bytes, e.g. ``docs/openapi.json``), the
+gateway itself answers ``GET <base_url>/openapi.json`` with it, so that tools can read the API's
+description where they reach the API.
+
 Nothing here prints or logs a URL, a header value or an exception's arguments: URLs carry OAuth
 codes and states, and exceptions may carry secrets. Only exception *types* are logged, to the
 ``local.gateway`` logger.
@@ -200,6 +204,7 @@ class LocalGateway:
         region: str = "us-east-1",
         max_body_bytes: int = 10 * 1024 * 1024,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        openapi: bytes | None = None,
     ) -> None:
         if not stage or "/" in stage:
             raise ValueError("stage must be a single path segment")
@@ -212,6 +217,7 @@ class LocalGateway:
         self.region = region
         self.max_body_bytes = max_body_bytes
         self.timeout = timeout
+        self.openapi = openapi  # served at <base_url>/openapi.json when set
         self.routes = list(routes)
         self.invocations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -290,6 +296,9 @@ class LocalGateway:
         path = _strip_stage(raw_path, self.stage)
         if path is None:
             return _send_json(http, 404, _MSG_NOT_FOUND, request_id, "NotFoundException")
+        if path == "/openapi.json" and self.openapi is not None and method in ("GET", "HEAD"):
+            return _send(http, 200, [("Content-Type", "application/json"), ("Cache-Control", "no-cache")],
+                         self.openapi)
         found = _find_resource(self._resources, path)
         if found is None:
             return _send_json(http, 404, _MSG_NOT_FOUND, request_id, "NotFoundException")

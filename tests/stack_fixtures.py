@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from local.browser import Browser
+from local.openapi import DOCUMENT_PATH
 from local.stack import LocalStack
 from tests.conftest import remember
 
@@ -35,6 +36,8 @@ def emulator_clock() -> ShiftClock:
 def stack(emulator_clock):
     with LocalStack(clock=emulator_clock) as local:
         remember(local.client_secret)
+        if getattr(local.gateway, "openapi", None) is None:  # the API's description, where tools reach it
+            local.gateway.openapi = DOCUMENT_PATH.read_bytes()
         yield local
 
 
