@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 CAPTURED: list[str] = []
 SENSITIVE: set[str] = set()
@@ -30,6 +32,12 @@ def _capturing_handle(self: logging.Logger, record: logging.LogRecord) -> None:
     with _lock:
         CAPTURED.append(f"{record.name} {text} {extras} {exc}")
     _original_handle(self, record)
+
+
+# Property tests: no per-example deadline (a loaded 2-core CI machine is not a bug); CI runs the
+# same examples every time, so a red build reproduces; locally hypothesis keeps exploring.
+hypothesis_settings.register_profile("adsauth", deadline=None, derandomize=os.environ.get("CI") == "true")
+hypothesis_settings.load_profile("adsauth")
 
 
 def pytest_configure(config: pytest.Config) -> None:
