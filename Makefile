@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test demo local synth unit integration infra clean
+.PHONY: venv test demo local synth unit integration infra e2e browser clean
 
 venv: $(STAMP)
 
@@ -21,8 +21,25 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-test: venv
+test: venv browser
 	$(PY) -m pytest
+
+# Debian's headless Chromium and its driver for the real-browser tests (tests/e2e), installed when
+# missing and the machine allows it (root and apt-get); never a downloaded browser. Without them
+# the browser tests are skipped, or fail when CI=true.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+	  :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "browser tests: chromium/chromium-driver are missing and installing them needs root (apt-get install -y chromium chromium-driver)" >&2; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "browser tests: chromium/chromium-driver are missing and this machine has no apt-get" >&2; \
+	else \
+	  echo "installing Debian's chromium and chromium-driver for the browser tests ..." >&2; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	    || echo "browser tests: installing chromium and chromium-driver with apt-get failed" >&2; \
+	fi
 
 unit: venv
 	$(PY) -m pytest tests/unit
@@ -32,6 +49,9 @@ integration: venv
 
 infra: venv
 	$(PY) -m pytest tests/infra
+
+e2e: venv browser
+	$(PY) -m pytest tests/e2e
 
 demo: venv
 	$(PY) -m local.demo
