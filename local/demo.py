@@ -33,8 +33,15 @@ def main() -> int:
     from local.browser import Browser
     from local.stack import CLIENT_SECRET_NAME, LocalStack
 
+    from adsauth import wiring
+
+    clock = ShiftClock()
+    wiring.clock = clock  # the functions' notion of "now", moved forward for the refresh cycle
+    from adsauth import client
+
+    client._clock = clock  # and the downstream client's
     step("starting the local stack (moto server as AWS, LwA + Ads API emulator, local API gateway)")
-    with LocalStack() as stack:
+    with LocalStack(clock=clock) as stack:
         print(f"API:            {stack.base_url}")
         print(f"LwA emulator:   {stack.emulator.base_url}")
         print(f"callback URL:   {stack.callback_url}   (register this in the LwA console)")
@@ -50,7 +57,7 @@ def main() -> int:
         if code != 0:
             return code
         fields = dict(line.split(":", 1) for line in out.getvalue().splitlines() if ":" in line[:12])
-        advertiser_id = fields["advertiser"].strip()
+        advertiser_id = fields["advertiser"].split()[0]
         link = fields["link"].strip()
 
         step("advertiser: opens the link, signs in at Amazon, clicks Allow")
@@ -68,8 +75,69 @@ def main() -> int:
 
         step("what adsauth recorded")
         ok = show_advertiser(advertiser_id)
+
+        step("49 minutes later: the scheduled refresher (EventBridge → dispatcher → SQS → worker)")
+        ok = refresh_cycle(stack, clock, advertiser_id) and ok
+
+        step("a downstream Lambda: adsauth.client.AdsApiSession(profile).list_profiles()")
+        ok = downstream_call(advertiser_id) and ok
     print(f"\ndemo finished in {time.monotonic() - started:.1f} s; everything stopped")
     return 0 if ok else 1
+
+
+class ShiftClock:
+    """Real time plus an offset: lets the demo show what happens 50 minutes later."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def _access_secret(advertiser_id: str) -> dict:
+    import boto3
+
+    from adsauth.settings import get_settings
+
+    name = f"{get_settings().secret_prefix}access/{advertiser_id}"
+    return json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
+
+
+def refresh_cycle(stack, clock: ShiftClock, advertiser_id: str) -> bool:
+    before = _access_secret(advertiser_id)
+    clock.offset += 49 * 60
+    remaining = int((before["expires_at"] - clock()) // 60)
+    print(f"token expires:    {when(before['expires_at'])} — {remaining} min left, inside the 12-minute lead window")
+    dispatched, report = stack.scheduler().tick()
+    after = _access_secret(advertiser_id)
+    moved = int((after["expires_at"] - before["expires_at"]) // 60)
+    replaced = after["access_token"] != before["access_token"]
+    print(f"dispatcher:       {dispatched} advertiser(s) due, queued; worker processed {report.processed}, failed {report.failed}")
+    print(f"token expires:    {when(after['expires_at'])} (moved forward {moved} min)")
+    print(f"access token:     {'replaced by a new one' if replaced else 'NOT replaced'} (values not shown)")
+    print(f"LwA refresh calls so far: {stack.emulator.count('token', grant_type='refresh_token')}")
+    again, _ = stack.scheduler().tick()
+    print(f"next minute:      {again} due — nothing to refresh, no LwA call")
+    return replaced and moved > 0 and again == 0
+
+
+def downstream_call(advertiser_id: str) -> bool:
+    from adsauth.client import AdsApiSession, get_token_info
+    from adsauth.wiring import store
+
+    profile = sorted(store().list_profiles(advertiser_id), key=lambda p: p.profile_id)[0]
+    info = get_token_info(profile_id=profile.profile_id)
+    print(f"get_access_token(profile_id={profile.profile_id}) → a token with "
+          f"{int(info.remaining_seconds() // 60)} min left (value not shown)")
+    session = AdsApiSession(profile.profile_id)
+    listed = session.list_profiles()
+    region = getattr(session.region, "value", session.region)
+    print(f"AdsApiSession({profile.profile_id}) → {region} host, GET /v2/profiles → {len(listed)} profiles:")
+    for item in listed:
+        info = item.get("accountInfo", {})
+        print(f"    {item['profileId']:>16}  {item.get('countryCode', ''):<2}  {info.get('type', ''):<7} {info.get('name', '')}")
+    return len(listed) > 0
 
 
 def _title(html: str) -> str:
