@@ -54,6 +54,7 @@ FUZZ_SETTINGS = dict(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                            HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
+FUZZED: set[tuple] = set()  # (method, path, mode) fuzzed to the end in this session
 OPERATIONS = [("GET", "/connect/{invitation}"), ("GET", "/result/{outcome}"), ("GET", "/callback"), ("POST", "/token")]
 
 
@@ -203,10 +204,13 @@ def test_schemathesis_finds_no_5xx_and_every_answer_conforms(stack, api, invited
     # no generated code was ever accepted by LwA, so nothing was stored
     assert all(c["status"] == 400 for c in stack.emulator.calls if c["endpoint"] == "token")
     assert secret_names() == stored
+    FUZZED.add((method, path, mode))
 
 
 def test_schemathesis_spent_its_budget():
     """Runs after the fuzzing above (definition order): the budget across all routes was spent."""
+    if len(FUZZED) < 2 * len(OPERATIONS):
+        pytest.skip("only part of the schemathesis fuzzing ran in this session")
     sent = PROOF["fuzzed_by"].get("schemathesis", 0)
     assert sent >= BUDGET, f"schemathesis sent only {sent} requests"
     assert PROOF["5xx"] == 0
