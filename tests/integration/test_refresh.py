@@ -19,6 +19,7 @@ from adsauth.errors import RefreshTokenSuperseded
 from local.emulator import DEFAULT_PROFILES, DEFAULT_USER
 from local.stack import CLIENT_ID, SECRET_PREFIX, TABLE_NAME
 from tests.conftest import remember
+from tests.stack_fixtures import secret_names
 
 REFRESH = {"endpoint": "token", "grant_type": "refresh_token"}
 
@@ -336,3 +337,23 @@ def test_the_dispatcher_queries_the_index_and_queues_only_due_advertisers(
     assert scheduler.drain_messages([message]).processed == 1
     assert float(item(fresh)["token_expires_at"]) < float(item(due)["token_expires_at"])
     assert refresh_calls(stack) == 1
+
+
+# --- ops: revoke, listing ---------------------------------------------------------------------------
+def test_revoke_deletes_the_tokens_keeps_the_records_and_a_new_consent_works(stack, refresher_env, connected, browser):
+    advertiser_id = connected()
+    wiring.refresher().revoke(advertiser_id)
+    names = {f"{SECRET_PREFIX}{kind}/{advertiser_id}" for kind in ("refresh", "access")}
+    assert not names & secret_names()
+    adv = item(advertiser_id)
+    assert adv["status"] == "revoked" and "due_pk" not in adv
+    assert [e.event for e in wiring.store().list_events(advertiser_id)] == ["revoked", "connected"]
+    assert advertiser_id in {a.advertiser_id for a in wiring.store().list_advertisers()}
+    # a re-authorization (reinvite) stores a new grant under the same names
+    _, token = wiring.onboarding().reinvite(advertiser_id)
+    remember(token)
+    b = browser()
+    authorize = b.get(stack.base_url + f"/connect/{token}").headers["Location"]
+    answer = b.click(b.get(authorize), "allow")
+    assert b.get(answer.headers["Location"]).status_code == 303
+    assert names <= secret_names() and item(advertiser_id)["status"] == "connected"

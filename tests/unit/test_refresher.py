@@ -369,3 +369,40 @@ def test_refresher_settings_have_defaults_and_read_the_environment():
                       REFRESH_QUEUE_URL="https://sqs/q", ALERT_TOPIC_ARN="arn:aws:sns:x")
     assert s.due_schedule.lead_seconds == 900 and s.due_schedule.profile_refresh_seconds == 3600
     assert (s.refresh_lease_seconds, s.refresh_queue_url, s.alert_topic_arn) == (60, "https://sqs/q", "arn:aws:sns:x")
+
+
+# --- adapters and handler helpers ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "body, expected",
+    [('{"advertiser_id": "adv-1"}', "adv-1"), ("not json", None), ("[]", None), ('{"advertiser_id": 5}', None),
+     ('{"advertiser_id": "../x"}', None), ("", None), (None, None)],
+)
+def test_worker_reads_only_a_well_formed_advertiser_id(body, expected):
+    from adsauth.adapters.notify import job_advertiser
+
+    assert job_advertiser(body) == expected
+
+
+def test_queue_sends_batches_of_ten_and_alerts_have_a_valid_subject():
+    from adsauth.adapters.notify import QueueSendFailed, SnsNotifier, SqsRefreshQueue
+
+    class Client:
+        def __init__(self, failed=0):
+            self.calls, self.failed = [], failed
+
+        def send_message_batch(self, **kwargs):
+            self.calls.append(kwargs["Entries"])
+            return {"Failed": [{"Id": "0"}] * self.failed}
+
+        def publish(self, **kwargs):
+            self.calls.append(kwargs)
+
+    client = Client()
+    SqsRefreshQueue(client=client, queue_url="q").send([f"adv-{i}" for i in range(23)])
+    assert [len(c) for c in client.calls] == [10, 10, 3]
+    assert client.calls[2][0]["MessageBody"] == '{"advertiser_id": "adv-20"}'
+    with pytest.raises(QueueSendFailed):
+        SqsRefreshQueue(client=Client(failed=1), queue_url="q").send(["adv-1"])
+    SnsNotifier(client=client, topic_arn="arn").alert("Zoë's shop\nneeds " + "x" * 200, "body")
+    subject = client.calls[-1]["Subject"]
+    assert len(subject) == 100 and subject.isascii() and "\n" not in subject

@@ -13,6 +13,22 @@ from typing import Any, Sequence
 SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
 SUBJECT_MAX = 100  # SNS: ASCII, no line breaks, at most 100 characters
 _NOT_SUBJECT = re.compile(r"[^\x20-\x7e]")
+ADVERTISER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def job_body(advertiser_id: str) -> str:
+    """A refresh job: the advertiser's id and nothing else."""
+    return json.dumps({"advertiser_id": advertiser_id})
+
+
+def job_advertiser(body: str | None) -> str | None:
+    """The advertiser id of a refresh job, or None when the body is not a well-formed job."""
+    try:
+        job = json.loads(body or "")
+    except ValueError:
+        return None
+    advertiser_id = job.get("advertiser_id") if isinstance(job, dict) else None
+    return advertiser_id if isinstance(advertiser_id, str) and ADVERTISER_ID.match(advertiser_id) else None
 
 
 class QueueSendFailed(Exception):
@@ -35,7 +51,7 @@ class SqsRefreshQueue:
             response = self.client.send_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
-                    {"Id": str(i), "MessageBody": json.dumps({"advertiser_id": advertiser_id})}
+                    {"Id": str(i), "MessageBody": job_body(advertiser_id)}
                     for i, advertiser_id in enumerate(chunk)
                 ],
             )

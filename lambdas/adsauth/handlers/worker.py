@@ -10,14 +10,12 @@ again once the pause ends).
 
 from __future__ import annotations
 
-import json
-import re
-
 from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from adsauth.adapters.notify import job_advertiser
 from adsauth.errors import AdvertiserUnknown, LwaError
 from adsauth.handlers.common import log_unexpected, logger
 from adsauth.models import RefreshResult
@@ -26,21 +24,11 @@ from adsauth.wiring import refresher
 tracer = Tracer(service="adsauth")
 metrics = Metrics(service="adsauth")
 
-ADVERTISER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OUTCOME_METRICS = {"refreshed": "RefreshOk", "needs_reauth": "NeedsReauth", "client_invalid": "LwaInvalidClient"}
 
 
 class RefreshFailed(Exception):
     """Tells the batch processor to report the record; the message is a fixed error code."""
-
-
-def job_advertiser(body: str | None) -> str | None:
-    try:
-        job = json.loads(body or "")
-    except ValueError:
-        return None
-    advertiser_id = job.get("advertiser_id") if isinstance(job, dict) else None
-    return advertiser_id if isinstance(advertiser_id, str) and ADVERTISER_ID.match(advertiser_id) else None
 
 
 def record_handler(record: SQSRecord) -> str:
