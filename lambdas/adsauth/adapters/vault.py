@@ -9,7 +9,9 @@ after the version it replaces (``VersionId = uuid5(previous VersionId)``, passed
 version id, so each version has at most one successor: of two writers that started from the same
 token, the second one fails (``RefreshTokenSuperseded``) instead of replacing the first one's
 newer token, however late it arrives. A new grant from a consent is written as the successor of
-whatever is current, so it always wins. This needs no permission beyond Get/PutSecretValue.
+whatever is current (found with DescribeSecret), so it always wins. The refresher needs only
+Get/PutSecretValue for this: no version-stage permission. (Secrets Manager drops versions beyond
+~100; a writer would have to stall through 100 rotations to find its successor slot free again.)
 """
 
 from __future__ import annotations
