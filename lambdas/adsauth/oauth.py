@@ -52,7 +52,7 @@ def cookie_name(state_hash: str) -> str:
 def verifier_matches(verifier: str | None, challenge: str) -> bool:
     if not verifier or not verifier.isascii():
         return False
-    return hmac.compare_digest(s256(verifier), challenge)
+    return hmac.compare_digest(s256(verifier).encode(), challenge.encode("utf-8", "replace"))
 
 
 def parse_cookie_header(header: str | None) -> dict[str, str]:

@@ -558,3 +558,14 @@ def test_no_request_input_chooses_the_authorize_or_token_endpoint(stack, browser
     assert answer.status_code == 302 and location.path == "/eu/ap/oa"
     assert query["redirect_uri"] == [stack.callback_url]
     assert EVIL not in answer.headers["Location"]
+
+
+def test_a_manual_exchange_that_failed_can_be_retried_with_the_same_code(stack, manual_client, browser):
+    code = manual_code(stack, browser())
+    advertiser_id, _ = stack.invite()
+    body = {"code": code, "redirect_uri": "https://www.amazon.com/wrong", "region": "NA", "advertiser": advertiser_id}
+    first = post_token(stack, json.dumps(body))
+    assert (first.status_code, first.json()["error"]) == (400, "invalid_grant")  # LwA refused: wrong redirect_uri
+    fixed = post_token(stack, json.dumps({**body, "redirect_uri": MANUAL_REDIRECT}))
+    assert fixed.status_code == 200 and fixed.json()["advertiser"]["status"] == "connected"
+    assert stack.emulator.count("token") == 2

@@ -180,14 +180,8 @@ VALUES = (
     | st.from_regex(r"[\x20-\x7e]{1,20}[\n\r\t ]?", fullmatch=True)  # near misses at the end
     | st.sampled_from(["access_denied", "server_error", "invalid_scope", "", "x" * 65, "a\n"])
 )
-# A trailing newline passes both checks: CODE and ERROR_CODE in handlers/callback.py use
-# ``re.match`` with ``$``, which also matches before a final "\n". Tolerated below so that the
-# properties keep guarding everything else; the xfail tests pin the gap until it is fixed.
-KNOWN_GAP = "CODE/ERROR_CODE use re.match with $: a trailing newline passes (fullmatch would refuse it)"
-
-
 def _within(contract: re.Pattern, value: str) -> bool:
-    return bool(contract.fullmatch(value.removesuffix("\n")))
+    return bool(contract.fullmatch(value))
 
 
 @settings(max_examples=300)
@@ -226,13 +220,11 @@ def test_a_repeated_code_state_or_error_is_refused(callback, name, values):
         callback._callback_params()
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_GAP)
 def test_a_code_with_a_trailing_newline_is_refused(callback):
     with query([("state", "s" * 43), ("code", "abc\n")]), pytest.raises(InvalidRequest):
         callback._callback_params()
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_GAP)
 def test_an_error_code_with_a_trailing_newline_is_classified(callback):
     with query([("state", "s" * 43), ("error", "access_denied\n")]):
         assert callback._callback_params()[2] == "authorization_error"

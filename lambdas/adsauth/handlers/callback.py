@@ -36,7 +36,7 @@ from adsauth.settings import get_settings
 from adsauth.wiring import onboarding
 
 tracer = Tracer(service="adsauth")
-metrics = Metrics(service="adsauth")
+metrics = Metrics(namespace="adsauth", service="adsauth")
 app = APIGatewayRestResolver()
 
 CODE = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable ASCII, no spaces
@@ -102,10 +102,10 @@ def _callback_params() -> tuple[str | None, str | None, str | None]:
     params = event.query_string_parameters or {}
     state, code, error = params.get("state"), params.get("code"), params.get("error")
     if error is not None:
-        if not ERROR_CODE.match(error):
+        if not ERROR_CODE.fullmatch(error):
             error = "authorization_error"  # unknown codes are not echoed, only classified
         code = None
-    elif code is None or not CODE.match(code):
+    elif code is None or not CODE.fullmatch(code):
         raise InvalidRequest()
     return state, code, error
 
@@ -147,6 +147,15 @@ def _json_error(status: int, error: str, message: str) -> Response:
     )
 
 
+class ExchangeNotKept(Exception):
+    """A manual exchange that did not connect: not remembered, so the same code can be retried
+    (e.g. with the right redirect_uri; LwA only consumes a code on success)."""
+
+    def __init__(self, result: ConnectionResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
 TOKEN_BODY_HELP = (
     "The body must be a JSON object with exactly these string fields: code, redirect_uri "
     "(https), region (NA, EU or FE) and advertiser (an advertiser id)."
@@ -169,13 +178,23 @@ def token() -> Response:
         return _json_error(400, "invalid_request", TOKEN_BODY_HELP)
     flow = onboarding()
     region = Region(request.region)
-    result = once(
-        f"token:{oauth.digest(request.code)}",
-        oauth.digest(f"{request.advertiser}|{request.region}|{request.redirect_uri}"),
-        lambda: flow.exchange_manual(
+
+    def exchange() -> ConnectionResult:
+        result = flow.exchange_manual(
             advertiser_id=request.advertiser, code=request.code, redirect_uri=request.redirect_uri, region=region
-        ),
-    )
+        )
+        if result.outcome != "connected":
+            raise ExchangeNotKept(result)  # the idempotency record is dropped: a corrected retry may run
+        return result
+
+    try:
+        result = once(
+            f"token:{oauth.digest(request.code)}",
+            oauth.digest(f"{request.advertiser}|{request.region}|{request.redirect_uri}"),
+            exchange,
+        )
+    except ExchangeNotKept as failed:
+        result = failed.result
     logger.info("manual exchange finished", extra={"advertiser_id": result.advertiser_id, "outcome": result.outcome})
     if result.outcome != "connected":
         status, error, message = MANUAL_FAILURES.get(result.reason, (502, "failed", "The exchange failed."))

@@ -14,7 +14,7 @@ from adsauth.pages import RESULT_PAGES
 from adsauth.wiring import onboarding
 
 tracer = Tracer(service="adsauth")
-metrics = Metrics(service="adsauth")
+metrics = Metrics(namespace="adsauth", service="adsauth")
 app = APIGatewayRestResolver()
 
 
