@@ -65,7 +65,11 @@ class LocalStack:
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self.moto.start()
         self.emulator = (Emulator(clock=self.clock) if self.clock else Emulator()).start()
-        self.gateway = LocalGateway(ROUTES, stage="local", credentials=OPERATOR_KEYS).start()
+        from local.openapi import DOCUMENT_PATH
+
+        self.gateway = LocalGateway(
+            ROUTES, stage="local", credentials=OPERATOR_KEYS, openapi=DOCUMENT_PATH.read_bytes()
+        ).start()
         env = {
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
             "AWS_ACCESS_KEY_ID": "testing",
