@@ -11,13 +11,14 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: venv test demo local synth unit integration infra e2e browser clean
 
 venv: $(STAMP)
+	@# put this checkout (infra, local) and its lambdas/ (the adsauth package) on the venv's path;
+	@# written on every run so the venv always serves the checkout it sits in
+	@$(PY) -c 'import site,sys; open(site.getsitepackages()[0]+"/adsauth-repo.pth","w").write("\n".join(sys.argv[1:])+"\n")' "$(CURDIR)" "$(CURDIR)/lambdas"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing pinned packages into $(VENV) ..." >&2
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	@# put the repo (infra, local) and lambdas/ (the adsauth package) on the venv's path
-	@$(PY) -c 'import site,sys; open(site.getsitepackages()[0]+"/adsauth-repo.pth","w").write("\n".join(sys.argv[1:])+"\n")' "$(CURDIR)" "$(CURDIR)/lambdas"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
