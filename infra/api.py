@@ -8,7 +8,12 @@
 | POST /token                | callback | IAM  | ops' manual exchange of a pasted code            |
 
 The connect function never touches a secret; only the callback function reads the LwA client
-secret and writes advertiser secrets.
+secret and writes advertiser secrets. The callback's reserved concurrency
+(``callback_reserved_concurrency``) caps the parallel code exchanges sent to LwA.
+
+The stage: explicit throttling (``api_throttle_*``), X-Ray, access logs by route template (never a
+path or query string, so never an invitation token, a code or a state), execution logs at ERROR
+without data trace, and an AWS WAF web ACL when ``waf_enabled``.
 """
 
 from __future__ import annotations
@@ -21,18 +26,21 @@ from aws_cdk import aws_logs as logs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from infra.bundling import function_code
 from infra.config import AdsAuthConfig
 from infra.constants import (
     API_FUNCTION_TIMEOUT,
-    API_THROTTLE_BURST_LIMIT,
-    API_THROTTLE_RATE_LIMIT,
     CALLBACK_HANDLER,
     CONNECT_HANDLER,
     LOG_RETENTION,
 )
-from infra.environment import function_environment
+from infra.environment import function_environment, secret_writer_environment
+from infra.firewall import ApiFirewall
 from infra.functions import AdsAuthFunction
 from infra.storage import Storage
+
+# The routes the advertiser's browser and LwA's redirect open: they cannot carry credentials.
+BROWSER_ROUTES = (("connect/{invitation}", "GET"), ("result/{outcome}", "GET"), ("callback", "GET"))
 
 
 class PublicApi(Construct):
@@ -45,10 +53,10 @@ class PublicApi(Construct):
         *,
         config: AdsAuthConfig,
         storage: Storage,
-        code: lambda_.Code,
         layers: list[lambda_.ILayerVersion],
     ) -> None:
         super().__init__(scope, construct_id)
+        self.config = config
         self.access_log_group = logs.LogGroup(
             self, "AccessLogs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.RETAIN
         )
@@ -64,8 +72,8 @@ class PublicApi(Construct):
             deploy_options=apigw.StageOptions(
                 stage_name=config.stage_name,
                 tracing_enabled=True,
-                throttling_rate_limit=API_THROTTLE_RATE_LIMIT,
-                throttling_burst_limit=API_THROTTLE_BURST_LIMIT,
+                throttling_rate_limit=config.api_throttle_rate_limit,
+                throttling_burst_limit=config.api_throttle_burst_limit,
                 metrics_enabled=True,
                 # ERROR only and no data trace: INFO would log query strings (the LwA code).
                 logging_level=apigw.MethodLoggingLevel.ERROR,
@@ -124,7 +132,7 @@ class PublicApi(Construct):
             "Connect",
             handler=CONNECT_HANDLER,
             description="adsauth: start the LwA flow for an invitation; result pages",
-            code=code,
+            code=function_code(CONNECT_HANDLER),
             layers=layers,
             environment=environment,
             timeout=API_FUNCTION_TIMEOUT,
@@ -134,10 +142,15 @@ class PublicApi(Construct):
             "Callback",
             handler=CALLBACK_HANDLER,
             description="adsauth: LwA callback and ops token exchange",
-            code=code,
+            code=function_code(CALLBACK_HANDLER),
             layers=layers,
-            environment=environment,
+            environment={
+                **environment,
+                **secret_writer_environment(storage, creates_refresh_secrets=True),
+            },
             timeout=API_FUNCTION_TIMEOUT,
+            reserved_concurrent_executions=config.callback_reserved_concurrency,
+            role_path=storage.reader_role_path,
         ).function
 
         storage.grant_table_read_write(self.connect_function)
@@ -145,6 +158,17 @@ class PublicApi(Construct):
         storage.grant_client_secret_read(self.callback_function)
         storage.grant_advertiser_secrets_write(self.callback_function)
 
+        self.firewall: ApiFirewall | None = None
+        if config.waf_enabled:
+            self.firewall = ApiFirewall(
+                self,
+                "Firewall",
+                stage=self.rest_api.deployment_stage,
+                rate_limit=config.waf_rate_limit,
+                metric_name=f"{Stack.of(self).stack_name}-api",
+            )
+
+        self.methods: dict[tuple[str, str], apigw.Method] = {}
         self._add_routes()
         self._acknowledge_findings()
 
@@ -152,37 +176,74 @@ class PublicApi(Construct):
         connect = apigw.LambdaIntegration(self.connect_function, allow_test_invoke=False)
         callback = apigw.LambdaIntegration(self.callback_function, allow_test_invoke=False)
         root = self.rest_api.root
-        root.add_resource("connect").add_resource("{invitation}").add_method("GET", connect)
-        root.add_resource("result").add_resource("{outcome}").add_method("GET", connect)
-        root.add_resource("callback").add_method("GET", callback)
-        root.add_resource("token").add_method(
-            "POST", callback, authorization_type=apigw.AuthorizationType.IAM
-        )
+        routes = {
+            ("connect/{invitation}", "GET"): (connect, apigw.AuthorizationType.NONE),
+            ("result/{outcome}", "GET"): (connect, apigw.AuthorizationType.NONE),
+            ("callback", "GET"): (callback, apigw.AuthorizationType.NONE),
+            ("token", "POST"): (callback, apigw.AuthorizationType.IAM),
+        }
+        for (path, verb), (integration, authorization) in routes.items():
+            self.methods[(path, verb)] = root.resource_for_path(path).add_method(
+                verb, integration, authorization_type=authorization
+            )
 
     def _acknowledge_findings(self) -> None:
         stack = Stack.of(self)
         NagSuppressions.add_resource_suppressions(
-            self.rest_api,
+            self.rest_api.node.default_child,
             [
                 {
                     "id": "AwsSolutions-APIG2",
-                    "reason": "Every input is validated by the handlers, which answer with fixed "
-                    "messages; the browser routes carry only a path parameter or LwA's query string.",
-                },
-                {
-                    "id": "AwsSolutions-APIG4",
-                    "reason": "GET /connect, /result and /callback are opened by an advertiser's "
-                    "browser and by LwA's redirect, so they cannot carry credentials; they are "
-                    "protected by single-use invitation tokens and state. POST /token uses IAM.",
-                },
-                {
-                    "id": "AwsSolutions-COG4",
-                    "reason": "No Cognito user pool: the browser routes are public by design "
-                    "(see APIG4) and POST /token is IAM-authorized for ops.",
+                    "reason": "Request validation is done by the handlers, which check every input "
+                    "(path parameter, LwA's query string, the /token JSON body against a strict "
+                    "model) and answer with fixed messages; an API Gateway model would duplicate "
+                    "that and could not check what matters (state, cookie binding, invitation).",
                 },
             ],
-            apply_to_children=True,
         )
+        for route in BROWSER_ROUTES:
+            NagSuppressions.add_resource_suppressions(
+                self.methods[route].node.default_child,
+                [
+                    {
+                        "id": "AwsSolutions-APIG4",
+                        "reason": "Opened by an advertiser's browser (the emailed link, the result "
+                        "page) or by LwA's redirect back, which cannot carry credentials; access is "
+                        "controlled by single-use, expiring invitation tokens and OAuth state bound "
+                        "to the browser by a __Host- cookie. POST /token is IAM-authorized.",
+                    },
+                    {
+                        "id": "AwsSolutions-COG4",
+                        "reason": "Advertisers are not users of ours: they sign in at Amazon, and "
+                        "the route is authorized by the invitation token or state (see APIG4). A "
+                        "Cognito user pool would add an account nobody should have to create.",
+                    },
+                ],
+            )
+        NagSuppressions.add_resource_suppressions(
+            self.methods[("token", "POST")].node.default_child,
+            [
+                {
+                    "id": "AwsSolutions-COG4",
+                    "reason": "POST /token is for ops only and IAM-authorized (SigV4, "
+                    "AWS_IAM): operators use their AWS identities, no Cognito user pool needed.",
+                },
+            ],
+        )
+        if self.firewall is None:
+            NagSuppressions.add_resource_suppressions(
+                self.rest_api.deployment_stage.node.default_child,
+                [
+                    {
+                        "id": "AwsSolutions-APIG3",
+                        "reason": "WAF is off in this deployment (cdk.json waf_enabled: false, a "
+                        "cost decision per deployment). The stage is throttled, every browser "
+                        "route needs a single-use invitation token or state, and POST /token "
+                        "needs IAM; set waf_enabled to add the AWS managed rules and a per-IP "
+                        "rate limit.",
+                    },
+                ],
+            )
         NagSuppressions.add_resource_suppressions_by_path(
             stack,
             f"{self.rest_api.node.path}/CloudWatchRole/Resource",

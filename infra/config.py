@@ -47,6 +47,30 @@ Keys (JSON has no comments, so they are documented here):
     Optional email address subscribed to the alert topic (refresh failures, advertisers that need
     to authorize again, the DLQ alarm). The address must confirm the subscription. Default
     ``null``: subscribe to the ``AlertTopicArn`` output yourself.
+``api_throttle_rate_limit``
+    Steady-state requests per second the API stage accepts (all routes together), an integer from
+    1 to 10000. Default 50. The browser flow makes three requests per advertiser; this only keeps
+    a misbehaving client from running up Lambda and LwA calls.
+``api_throttle_burst_limit``
+    Requests the stage accepts in a burst above the rate, an integer from 1 to 5000 and at least
+    ``api_throttle_rate_limit``. Default 100.
+``callback_reserved_concurrency``
+    Reserved concurrency of the callback function, the only API function that calls LwA (code
+    exchange): an integer from 1 to 1000, or ``null`` for none. Default 10. It caps the parallel
+    code exchanges however many callbacks arrive, and guarantees the callback that capacity. The
+    account must keep 100 unreserved executions after all reservations (see README).
+``waf_enabled``
+    ``true`` puts an AWS WAF web ACL in front of the API stage: the AWS managed common rule set
+    and a per-IP rate limit (``waf_rate_limit``). Default ``false`` (WAF is billed per ACL, rule
+    and request); the stage throttling and single-use invitation tokens and states apply either way.
+``waf_rate_limit``
+    With ``waf_enabled``, requests one IP address may make in any 5 minutes before WAF blocks it,
+    an integer from 100 to 2000000000. Default 300.
+``operator_principal_arns``
+    IAM principal ARNs (``*`` allowed, e.g. an SSO permission-set role pattern) that may read the
+    LwA client secret and the refresh-token secrets besides the callback and refresh worker roles
+    and the account root: whoever runs ``python -m adsauth refresh`` from a workstation. Default
+    ``[]``. Everyone else is denied by the secrets' resource policies (see README runbook).
 
 The LwA client *secret* never goes here: it lives in Secrets Manager (see README). A key that
 looks like a secret is refused, as is any unknown key (typos would otherwise be silently ignored).
@@ -76,6 +100,8 @@ _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+$")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?P<domain>[^@\s]+)$")
 _ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$")
 _STAGE = re.compile(r"^[A-Za-z0-9_]+$")
+# An IAM user or role (optionally under a path); '*' and '?' may stand for parts of the name.
+_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/*?-]+$")
 
 
 class ConfigError(ValueError):
@@ -104,6 +130,12 @@ class AdsAuthConfig:
     refresh_concurrency: int = 5
     profile_refresh_hours: int = 24
     alert_email: str | None = None
+    api_throttle_rate_limit: int = 50
+    api_throttle_burst_limit: int = 100
+    callback_reserved_concurrency: int | None = 10
+    waf_enabled: bool = False
+    waf_rate_limit: int = 300
+    operator_principal_arns: tuple[str, ...] = ()
 
     @property
     def invitation_ttl_seconds(self) -> int:
@@ -270,6 +302,52 @@ def _check_alert_email(value: Any, problems: list[str]) -> None:
     problems.append(f"alert_email must be an email address like 'ops@example.com'; got {value!r}")
 
 
+def _check_api(values: Mapping[str, Any], problems: list[str]) -> None:
+    rate, burst = values["api_throttle_rate_limit"], values["api_throttle_burst_limit"]
+    rate_ok = _check_int_range("api_throttle_rate_limit", rate, 1, 10000, " (requests per second)", problems)
+    burst_ok = _check_int_range("api_throttle_burst_limit", burst, 1, 5000, " (requests)", problems)
+    if rate_ok and burst_ok and burst < rate:
+        problems.append(
+            f"api_throttle_burst_limit ({burst}) must be at least api_throttle_rate_limit ({rate}): "
+            "a bucket smaller than one second of traffic throttles requests the rate allows"
+        )
+    reserved = values["callback_reserved_concurrency"]
+    if reserved is not None:
+        _check_int_range(
+            "callback_reserved_concurrency", reserved, 1, 1000, " or null (no reservation)", problems
+        )
+
+
+def _check_waf(values: Mapping[str, Any], problems: list[str]) -> None:
+    if not isinstance(values["waf_enabled"], bool):
+        problems.append(f"waf_enabled must be true or false; got {values['waf_enabled']!r}")
+    _check_int_range(
+        "waf_rate_limit",
+        values["waf_rate_limit"],
+        100,
+        2_000_000_000,
+        " (requests per IP address in 5 minutes)",
+        problems,
+    )
+
+
+def _check_operators(value: Any, problems: list[str]) -> None:
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append(
+            "operator_principal_arns must be a list of IAM principal ARNs "
+            "(e.g. ['arn:aws:iam::123456789012:role/AdsAuthOps'])"
+        )
+        return
+    bad = [v for v in value if not _PRINCIPAL_ARN.match(v)]
+    if bad:
+        problems.append(
+            "operator_principal_arns may only hold IAM user or role ARNs of this account like "
+            f"'arn:aws:iam::123456789012:role/AdsAuthOps' ('*' allowed in the name); got {bad!r}"
+        )
+
+
 def _looks_like_secret(key: str) -> bool:
     lowered = key.lower()
     return "secret" in lowered or "password" in lowered
@@ -312,8 +390,12 @@ def load_config(raw: Mapping[str, Any] | str | None) -> AdsAuthConfig:
     _check_operator(values["operator_name"], problems)
     _check_refresh(values, problems)
     _check_alert_email(values["alert_email"], problems)
+    _check_api(values, problems)
+    _check_waf(values, problems)
+    _check_operators(values["operator_principal_arns"], problems)
 
     if problems:
         raise ConfigError(problems)
     values["allowed_regions"] = tuple(regions)
+    values["operator_principal_arns"] = tuple(values["operator_principal_arns"])
     return AdsAuthConfig(**values)

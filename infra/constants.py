@@ -9,23 +9,21 @@ from aws_cdk import aws_logs as logs
 SERVICE_NAME = "adsauth"
 
 # Powertools comes from the AWS-managed layer, never from the asset. Keep this equal to the pin in
-# requirements.txt (a test checks it), and the runtime/architecture equal to the layer's.
+# requirements.txt (a test checks it). The layer is built per Python version and architecture;
+# python3.14 is the newest Lambda runtime, and Powertools publishes its layer for it (SSM
+# /aws/service/powertools/python/arm64/python3.14/<version>), so the functions run on it.
 POWERTOOLS_VERSION = "3.37.0"
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 LAMBDA_ARCHITECTURE = lambda_.Architecture.ARM_64
 POWERTOOLS_LAYER_PARAMETER = (
-    f"/aws/service/powertools/python/arm64/python3.13/{POWERTOOLS_VERSION}"
+    f"/aws/service/powertools/python/arm64/{LAMBDA_RUNTIME.name}/{POWERTOOLS_VERSION}"
 )
 
 # API Gateway gives up after 29 s; a function must answer (or fail) well before that.
 API_FUNCTION_TIMEOUT = Duration.seconds(20)
+API_GATEWAY_TIMEOUT_SECONDS = 29
 FUNCTION_MEMORY_MB = 512
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
-
-# Stage-wide throttling. The browser flows and the ops token endpoint are low volume; these
-# limits only keep a misbehaving client from running up Lambda and LwA calls.
-API_THROTTLE_RATE_LIMIT = 50
-API_THROTTLE_BURST_LIMIT = 100
 
 CONNECT_HANDLER = "adsauth.handlers.connect.handler"
 CALLBACK_HANDLER = "adsauth.handlers.callback.handler"
@@ -47,12 +45,35 @@ DLQ_RETENTION = Duration.days(14)  # the SQS maximum: time for ops to look and r
 # refresh the same advertiser at once, and short enough that a crashed worker's lease lapses
 # before the next dispatch finds the token still due.
 REFRESH_LEASE_SECONDS = 120
-# The worker's Powertools metric (namespace SERVICE_NAME, dimension service) counting refreshes
-# that LwA answered with invalid_client: our client secret is wrong or rotated.
+# Powertools metrics the handlers emit (dimension service=SERVICE_NAME, namespace per stack: see
+# metrics_namespace). Alarms and the dashboard watch these names; a test checks the code emits them.
+ONBOARDING_METRICS = ("OnboardingStarted", "OnboardingConnected", "OnboardingDeclined", "OnboardingFailed")
+REFRESH_OK_METRIC = "RefreshOk"
+REFRESH_FAILED_METRIC = "RefreshFailed"
+REFRESH_ROTATED_METRIC = "RefreshRotated"
+REFRESH_DISPATCHED_METRIC = "RefreshDispatched"
+NEEDS_REAUTH_METRIC = "NeedsReauth"
+# The worker counts refreshes that LwA answered with invalid_client: our client secret is wrong or
+# rotated.
 INVALID_CLIENT_METRIC = "LwaInvalidClient"
+# The dispatcher: age of the oldest access token among the connected advertisers it found due.
+OLDEST_TOKEN_AGE_METRIC = "OldestTokenAgeSeconds"
 
 # Files of the adsauth package that are the ops CLI, not deployed code.
 CLI_MODULES = frozenset({"cli.py", "__main__.py"})
+
+
+def metrics_namespace(stack_name: str) -> str:
+    """CloudWatch namespace of the functions' metrics: one per stack, so a staging and a production
+    stack in one account and region never set off each other's alarms."""
+    return f"{SERVICE_NAME}/{stack_name}"
+
+
+def refresh_token_reader_path(stack_name: str) -> str:
+    """IAM path of the roles that may read refresh tokens and the LwA client secret (callback and
+    refresh worker). The secrets' resource policies deny everyone outside it; a path survives the
+    roles being replaced, and the stack being destroyed and deployed again."""
+    return f"/{SERVICE_NAME}/{stack_name}/refresh-token-readers/"
 
 
 def client_secret_name(stack_name: str) -> str:

@@ -5,8 +5,10 @@ Names and references only, never a secret value (a test scans every function's v
 
 from __future__ import annotations
 
+from aws_cdk import Stack
+
 from infra.config import AdsAuthConfig
-from infra.constants import SERVICE_NAME
+from infra.constants import SERVICE_NAME, metrics_namespace
 from infra.storage import Storage
 
 
@@ -25,10 +27,19 @@ def function_environment(
         "ALLOWED_REGIONS": ",".join(config.allowed_regions),
         "INVITATION_TTL_SECONDS": str(config.invitation_ttl_seconds),
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-        "POWERTOOLS_METRICS_NAMESPACE": SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(Stack.of(storage).stack_name),
     }
     if config.operator_name:
         env["OPERATOR_NAME"] = config.operator_name
     if config.ses_sender:
         env["SES_SENDER"] = config.ses_sender
+    return env
+
+
+def secret_writer_environment(storage: Storage, *, creates_refresh_secrets: bool) -> dict[str, str]:
+    """For functions that create advertiser secrets: the key to create them with and, for the
+    exchange path (the only one creating refresh-token secrets), who may read them."""
+    env = {"SECRETS_KMS_KEY_ID": storage.secrets_key.key_arn}
+    if creates_refresh_secrets:
+        env["REFRESH_SECRET_READERS"] = ",".join(storage.secret_reader_patterns)
     return env

@@ -1,13 +1,16 @@
-"""The token refresher: a schedule, a dispatcher, a queue, bounded workers, a DLQ and alerts.
+"""The token refresher: a schedule, a dispatcher, a queue, bounded workers and their DLQs.
 
 ```
 EventBridge rate(N minutes) ─► dispatcher (reserved concurrency 1)
     finds advertisers whose access token is due (index byExpiry) ─► refresh queue
+    a run that fails (or cannot be delivered) ─► dispatcher DLQ
 refresh queue ─► worker (batches of 10, at most ``refresh_concurrency`` at once)
     refresh token at LwA → new secrets → profiles when their cadence is due
-    a message that fails 5 times ─► DLQ ─► alarm ─► alert topic ─► ``alert_email``
-alarms on the alert topic: DLQ not empty, dispatcher failing, LwA refusing our client
+    a message that fails 5 times ─► refresh DLQ
 ```
+
+The alarms on all of it live in ``infra.monitoring``; the worker publishes per-advertiser alerts
+(re-authorization needed, LwA refusing our client) to the same alert topic.
 
 The dispatcher never touches a secret. Only the worker reads refresh tokens and the LwA client
 secret; it stores access tokens without being able to read them back.
@@ -15,34 +18,31 @@ secret; it stores access tokens without being able to read them back.
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Aws, Duration, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
+from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from infra.bundling import function_code
 from infra.config import AdsAuthConfig
 from infra.constants import (
     DISPATCHER_HANDLER,
     DISPATCHER_TIMEOUT,
     DLQ_RETENTION,
-    INVALID_CLIENT_METRIC,
     REFRESH_BATCH_SIZE,
     REFRESH_LEASE_SECONDS,
     REFRESH_MAX_RECEIVE_COUNT,
-    SERVICE_NAME,
     VISIBILITY_TIMEOUT_FACTOR,
     WORKER_HANDLER,
     WORKER_TIMEOUT,
 )
-from infra.environment import function_environment
+from infra.environment import function_environment, secret_writer_environment
 from infra.functions import AdsAuthFunction
 from infra.storage import Storage
 
@@ -58,10 +58,31 @@ class Refresher(Construct):
         config: AdsAuthConfig,
         storage: Storage,
         public_base_url: str,
-        code: lambda_.Code,
+        alert_topic: sns.ITopic,
         layers: list[lambda_.ILayerVersion],
     ) -> None:
         super().__init__(scope, construct_id)
+        self.alert_topic = alert_topic
+        # Failed dispatcher runs: the async invocation's failure record (request id, error type;
+        # never a token) and events EventBridge could not deliver. Kept for diagnosis.
+        self.dispatcher_dead_letter_queue = sqs.Queue(
+            self,
+            "DispatcherDlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=DLQ_RETENTION,
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.dispatcher_dead_letter_queue.node.default_child,
+            [
+                {
+                    "id": "AwsSolutions-SQS3",
+                    "reason": "This queue is itself a dead-letter queue: the dispatcher's "
+                    "on-failure destination and its EventBridge target's DLQ. cdk-nag only "
+                    "recognizes queues named in another queue's RedrivePolicy.",
+                }
+            ],
+        )
         self.dead_letter_queue = sqs.Queue(
             self,
             "RefreshDlq",
@@ -81,7 +102,6 @@ class Refresher(Construct):
                 queue=self.dead_letter_queue, max_receive_count=REFRESH_MAX_RECEIVE_COUNT
             ),
         )
-        self.alert_topic = self._alert_topic(config.alert_email)
 
         environment = {
             **function_environment(config, storage, public_base_url),
@@ -96,7 +116,7 @@ class Refresher(Construct):
             "Dispatcher",
             handler=DISPATCHER_HANDLER,
             description="adsauth: queue a refresh for every advertiser whose token is due",
-            code=code,
+            code=function_code(DISPATCHER_HANDLER),
             layers=layers,
             environment=environment,
             timeout=DISPATCHER_TIMEOUT,
@@ -108,10 +128,16 @@ class Refresher(Construct):
             "Worker",
             handler=WORKER_HANDLER,
             description="adsauth: refresh the tokens (and profiles) of queued advertisers",
-            code=code,
+            code=function_code(WORKER_HANDLER),
             layers=layers,
-            environment=environment,
+            environment={
+                **environment,
+                **secret_writer_environment(storage, creates_refresh_secrets=False),
+            },
             timeout=WORKER_TIMEOUT,
+            # No reserved concurrency: the event source's maximum concurrency already bounds the
+            # workers (and so the parallel calls to LwA) to refresh_concurrency.
+            role_path=storage.reader_role_path,
         ).function
 
         self._schedule(config.refresh_schedule_minutes)
@@ -133,101 +159,28 @@ class Refresher(Construct):
         storage.grant_access_secrets_write(self.worker)
         self.alert_topic.grant_publish(self.worker)
 
-        self._alarms()
-
     def _schedule(self, minutes: int) -> None:
         every = Duration.minutes(minutes)
         # A run that cannot start before the next one is due is worthless: drop it rather than
-        # let retries pile up behind the reserved concurrency of 1.
+        # let retries pile up behind the reserved concurrency of 1. What is dropped or fails is
+        # recorded in the dispatcher DLQ (and alarmed on): the next run does the work anyway.
         max_age = Duration.seconds(max(60, every.to_seconds()))
-        self.dispatcher.configure_async_invoke(retry_attempts=0, max_event_age=max_age)
+        self.dispatcher.configure_async_invoke(
+            retry_attempts=0,
+            max_event_age=max_age,
+            on_failure=destinations.SqsDestination(self.dispatcher_dead_letter_queue),
+        )
         events.Rule(
             self,
             "Schedule",
             description="adsauth: run the refresh dispatcher",
             schedule=events.Schedule.rate(every),
-            targets=[targets.LambdaFunction(self.dispatcher, retry_attempts=2, max_event_age=max_age)],
+            targets=[
+                targets.LambdaFunction(
+                    self.dispatcher,
+                    retry_attempts=2,
+                    max_event_age=max_age,
+                    dead_letter_queue=self.dispatcher_dead_letter_queue,
+                )
+            ],
         )
-
-    def _alert_topic(self, alert_email: str | None) -> sns.Topic:
-        # Not KMS-encrypted on purpose: alerts carry advertiser ids and error kinds, never a token,
-        # and CloudWatch alarms cannot publish to a topic under the AWS-managed SNS key.
-        topic = sns.Topic(self, "AlertTopic", display_name="adsauth alerts", enforce_ssl=True)
-        # With a topic policy in place, CloudWatch alarms of this account must be allowed by name.
-        topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchAlarmsOfThisAccount",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[topic.topic_arn],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnLike": {
-                        "aws:SourceArn": Stack.of(self).format_arn(
-                            service="cloudwatch",
-                            resource="alarm",
-                            resource_name="*",
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    },
-                },
-            )
-        )
-        if alert_email:
-            topic.add_subscription(subscriptions.EmailSubscription(alert_email))
-        return topic
-
-    def _alarms(self) -> None:
-        action = cw_actions.SnsAction(self.alert_topic)
-        dlq_alarm = cloudwatch.Alarm(
-            self,
-            "RefreshDlqNotEmpty",
-            alarm_description=(
-                "adsauth: refresh messages failed 5 times and wait in the DLQ; look at the worker's "
-                "logs, fix the cause, then redrive the DLQ"
-            ),
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        dispatcher_alarm = cloudwatch.Alarm(
-            self,
-            "DispatcherFailing",
-            alarm_description=(
-                "adsauth: the refresh dispatcher has failed for 10 minutes; no token is being "
-                "refreshed. Look at the dispatcher's logs"
-            ),
-            metric=self.dispatcher.metric_errors(period=Duration.minutes(5)),
-            threshold=1,
-            evaluation_periods=2,
-            datapoints_to_alarm=2,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        # Security requirement 9: invalid_client is a platform problem (wrong or rotated client
-        # secret), not an advertiser's; ops must act before any token expires.
-        invalid_client_alarm = cloudwatch.Alarm(
-            self,
-            "LwaRejectsClient",
-            alarm_description=(
-                "adsauth: LwA answered invalid_client; the refresher pauses. Put the current LwA "
-                "client secret in Secrets Manager (ClientSecretName output)"
-            ),
-            metric=cloudwatch.Metric(
-                namespace=SERVICE_NAME,
-                metric_name=INVALID_CLIENT_METRIC,
-                dimensions_map={"service": SERVICE_NAME},
-                period=Duration.minutes(5),
-                statistic=cloudwatch.Stats.SUM,
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        for alarm in (dlq_alarm, dispatcher_alarm, invalid_client_alarm):
-            alarm.add_alarm_action(action)

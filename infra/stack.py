@@ -8,9 +8,9 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.api import PublicApi
-from infra.bundling import function_code
 from infra.config import AdsAuthConfig
 from infra.functions import powertools_layer
+from infra.monitoring import AlertTopic, Monitoring
 from infra.refresher import Refresher
 from infra.storage import Storage
 
@@ -21,12 +21,15 @@ class AdsAuthStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
-        self.storage = Storage(self, "Storage", client_id=config.client_id)
-        code = function_code()
-        layers = [powertools_layer(self)]
-        self.api = PublicApi(
-            self, "Api", config=config, storage=self.storage, code=code, layers=layers
+        self.storage = Storage(
+            self,
+            "Storage",
+            client_id=config.client_id,
+            operator_principal_arns=config.operator_principal_arns,
         )
+        layers = [powertools_layer(self)]
+        self.alerts = AlertTopic(self, "Alerts", alert_email=config.alert_email)
+        self.api = PublicApi(self, "Api", config=config, storage=self.storage, layers=layers)
         # The refresher gets the API's base URL (built from the API id, so no cycle: nothing in
         # the API refers to the refresher).
         self.refresher = Refresher(
@@ -35,8 +38,16 @@ class AdsAuthStack(Stack):
             config=config,
             storage=self.storage,
             public_base_url=self.api.public_base_url,
-            code=code,
+            alert_topic=self.alerts.topic,
             layers=layers,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            topic=self.alerts.topic,
+            api=self.api,
+            refresher=self.refresher,
+            refresh_schedule_minutes=config.refresh_schedule_minutes,
         )
         self.table = self.storage.table
         self.client_secret = self.storage.client_secret
@@ -53,10 +64,11 @@ class AdsAuthStack(Stack):
     def grant_read_tokens(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let a downstream principal read access tokens, and nothing more secret.
 
-        Exactly two statements: ``secretsmanager:GetSecretValue`` and ``DescribeSecret`` on
-        ``<SecretPrefix>access/*``; ``dynamodb:GetItem`` and ``dynamodb:Query`` on the table and its
-        ``byProfile`` index. Never a refresh token, never the LwA client secret, no table write or
-        scan. A ``lambda_.Function`` also gets the variables ``adsauth.client`` reads:
+        Exactly three statements: ``secretsmanager:GetSecretValue`` and ``DescribeSecret`` on
+        ``<SecretPrefix>access/*``; ``kms:Decrypt`` on the secrets key, only through Secrets Manager
+        and only for those secrets (encryption context); ``dynamodb:GetItem`` and ``dynamodb:Query``
+        on the table and its ``byProfile`` index. Never a refresh token, never the LwA client
+        secret, no table write or scan. A ``lambda_.Function`` also gets the variables ``adsauth.client`` reads:
         ``ADSAUTH_TABLE_NAME``, ``ADSAUTH_SECRET_PREFIX``, ``ADSAUTH_LWA_CLIENT_ID``.
         """
         grant = self.storage.grant_read_tokens(grantee)
@@ -89,13 +101,25 @@ class AdsAuthStack(Stack):
             "AllowedRegions": (",".join(config.allowed_regions), "Regions an invitation may name"),
             "InvitationTtlSeconds": (str(config.invitation_ttl_seconds), "Invitation lifetime"),
             "AlertTopicArn": (
-                self.refresher.alert_topic.topic_arn,
-                "Alerts (refresh failures, re-authorization needed, DLQ): subscribe here",
+                self.alerts.topic.topic_arn,
+                "Alarms and alerts (refresh failures, re-authorization needed, DLQs): subscribe here",
             ),
             "RefreshQueueUrl": (self.refresher.queue.queue_url, "Queue of advertisers to refresh"),
             "RefreshDlqUrl": (
                 self.refresher.dead_letter_queue.queue_url,
                 "Refreshes that failed 5 times; redrive after fixing the cause",
+            ),
+            "DispatcherDlqUrl": (
+                self.refresher.dispatcher_dead_letter_queue.queue_url,
+                "Failed or dropped dispatcher runs (diagnosis only; purge after reading)",
+            ),
+            "SecretsKeyArn": (
+                self.storage.secrets_key.key_arn,
+                "KMS key of every adsauth secret (retained; import it when re-creating the stack)",
+            ),
+            "DashboardName": (
+                self.monitoring.dashboard.dashboard_name,
+                "CloudWatch dashboard with the onboarding, refresh, API and function figures",
             ),
         }
         # CloudFormation refuses empty output values: optional settings appear only when set.
@@ -103,6 +127,8 @@ class AdsAuthStack(Stack):
             outputs["SesSender"] = (config.ses_sender, "SES identity the ops CLI sends from")
         if config.operator_name:
             outputs["OperatorName"] = (config.operator_name, "Name shown to advertisers")
+        if self.api.firewall is not None:
+            outputs["WebAclArn"] = (self.api.firewall.web_acl.attr_arn, "WAF web ACL of the API stage")
         if self.api.domain is not None:
             outputs["CustomDomainTarget"] = (
                 self.api.domain.domain_name_alias_domain_name,

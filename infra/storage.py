@@ -1,4 +1,4 @@
-"""Where adsauth keeps state: the DynamoDB table and the Secrets Manager names.
+"""Where adsauth keeps state: the DynamoDB table, the Secrets Manager names and their KMS key.
 
 The table's keys and indexes come from ``adsauth.schema``, the same module the local stack uses to
 create its table, so the two cannot drift. The table never holds a token.
@@ -16,6 +16,17 @@ Secrets:
   ``grant_refresh_secrets_read_write`` (refresh worker: read/put refresh tokens),
   ``grant_access_secrets_write`` (refresh worker: create/put access tokens, no read) and
   ``grant_read_tokens`` (downstream: read access tokens, look up advertisers; nothing else).
+
+Every secret (the client secret here, the advertiser secrets at runtime with ``KmsKeyId``) is
+encrypted with one customer-managed key with yearly rotation. Its key policy lets the account
+administer the key but use it for encryption only through Secrets Manager of this account
+(``kms:ViaService``), and each grant adds ``kms:Decrypt``/``GenerateDataKey`` for exactly the
+secrets it covers (``kms:EncryptionContext:SecretARN``, which Secrets Manager sets on every call).
+
+Reading the client secret and refresh tokens is denied by resource policy to every principal but
+the roles under ``refresh_token_reader_path`` (callback, refresh worker), the account root (break
+glass) and ``operator_principal_arns``. The client secret gets that policy here; a refresh-token
+secret gets it from the vault when it is written (``REFRESH_SECRET_READERS``).
 """
 
 from __future__ import annotations
@@ -23,14 +34,20 @@ from __future__ import annotations
 import json
 
 from adsauth import schema
-from aws_cdk import ArnFormat, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from infra.constants import advertiser_secret_prefix, client_secret_name
+from infra.constants import (
+    SERVICE_NAME,
+    advertiser_secret_prefix,
+    client_secret_name,
+    refresh_token_reader_path,
+)
 
 # What the callback/exchange path does with an advertiser's secrets; nothing wider.
 ADVERTISER_SECRET_WRITE_ACTIONS = (
@@ -58,6 +75,45 @@ ACCESS_SECRET_WRITE_ACTIONS = (
 # Downstream: read an access token and find the advertiser of a profile. Nothing else.
 TOKEN_READ_SECRET_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
 TOKEN_READ_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
+# The exchange path puts the "only these readers" resource policy on each refresh-token secret.
+REFRESH_SECRET_POLICY_ACTIONS = ("secretsmanager:PutResourcePolicy",)
+# What the resource policies deny to everyone but the readers.
+PROTECTED_SECRET_ACTIONS = ("secretsmanager:GetSecretValue",)
+
+# Secrets Manager encrypts with envelope encryption: GenerateDataKey when a value is written,
+# Decrypt when it is read (writers get Decrypt too: with kms:ViaService it is only usable through
+# GetSecretValue, which IAM and the resource policies govern).
+KMS_WRITE_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+KMS_READ_ACTIONS = ("kms:Decrypt",)
+# The account administers the key (break glass included: an administrator may rewrite the policy),
+# but no statement lets anyone create grants or use the key outside Secrets Manager.
+KEY_ADMIN_ACTIONS = (
+    "kms:CancelKeyDeletion",
+    "kms:CreateAlias",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:DisableKey",
+    "kms:DisableKeyRotation",
+    "kms:EnableKey",
+    "kms:EnableKeyRotation",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListAliases",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListKeyRotations",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:RevokeGrant",
+    "kms:RotateKeyOnDemand",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
+)
+KEY_USE_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
+SECRET_ARN_CONTEXT = "kms:EncryptionContext:SecretARN"
 
 
 def _attribute(name: str) -> dynamodb.Attribute:
@@ -67,9 +123,24 @@ def _attribute(name: str) -> dynamodb.Attribute:
 class Storage(Construct):
     """The table, the LwA client secret and the advertiser secret namespace."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, client_id: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        client_id: str,
+        operator_principal_arns: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        self.secrets_key = self._secrets_key(stack.stack_name)
+        self.reader_role_path = refresh_token_reader_path(stack.stack_name)
+        # Who may read the client secret and refresh tokens: ARN patterns for aws:PrincipalArn.
+        self.secret_reader_patterns: list[str] = [
+            f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:root",
+            f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role{self.reader_role_path}*",
+            *operator_principal_arns,
+        ]
 
         self.table = dynamodb.Table(
             self,
@@ -117,6 +188,16 @@ class Storage(Construct):
             ),
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # The key is set on the L1 so that CDK adds no key-policy statement of its own: the key
+        # policy above is the whole of it.
+        cfn_secret = self.client_secret.node.default_child
+        assert isinstance(cfn_secret, secretsmanager.CfnSecret)
+        cfn_secret.kms_key_id = self.secrets_key.key_arn
+        self.client_secret.add_to_resource_policy(self.readers_only_statement())
+        # Retained with the secret: a secret left behind by `cdk destroy` stays protected.
+        self.client_secret.node.find_child("Policy").node.default_child.apply_removal_policy(
+            RemovalPolicy.RETAIN
+        )
         NagSuppressions.add_resource_suppressions(
             self.client_secret,
             [
@@ -132,6 +213,73 @@ class Storage(Construct):
         self.refresh_secrets_arn = self._secret_arn_pattern("refresh/*")
         self.access_secrets_arn = self._secret_arn_pattern("access/*")
         self.profile_index_arn = f"{self.table.table_arn}/index/{schema.PROFILE_INDEX}"
+
+    def _secrets_key(self, stack_name: str) -> kms.Key:
+        account = iam.AccountRootPrincipal()
+        policy = iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    sid="AdministrationByThisAccount",
+                    principals=[account],
+                    actions=list(KEY_ADMIN_ACTIONS),
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="UseOnlyThroughSecretsManagerOfThisAccount",
+                    principals=[account],
+                    actions=list(KEY_USE_ACTIONS),
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": self.secrets_manager_endpoint,
+                            "kms:CallerAccount": Aws.ACCOUNT_ID,
+                        }
+                    },
+                ),
+            ]
+        )
+        return kms.Key(
+            self,
+            "SecretsKey",
+            description=f"{SERVICE_NAME} {stack_name}: encrypts the LwA client secret and the "
+            "advertisers' token secrets (Secrets Manager only)",
+            alias=f"alias/{SERVICE_NAME}/{stack_name}/secrets",
+            enable_key_rotation=True,
+            pending_window=Duration.days(30),
+            policy=policy,
+            # Retained: every secret ever written is encrypted under it, including the
+            # per-advertiser secrets that outlive the stack (see README, destroying the stack).
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    @property
+    def secrets_manager_endpoint(self) -> str:
+        return f"secretsmanager.{Aws.REGION}.amazonaws.com"
+
+    def readers_only_statement(self) -> iam.PolicyStatement:
+        """Deny reading to every principal whose ARN matches none of ``secret_reader_patterns``."""
+        return iam.PolicyStatement(
+            sid="OnlyTokenReadersMayRead",
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=list(PROTECTED_SECRET_ACTIONS),
+            resources=["*"],
+            conditions={"StringNotLike": {"aws:PrincipalArn": list(self.secret_reader_patterns)}},
+        )
+
+    def _grant_key(
+        self, grantee: iam.IGrantable, actions: tuple[str, ...], secret_arns: list[str]
+    ) -> iam.Grant:
+        """KMS for these secrets only, and only through Secrets Manager."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(actions),
+            resource_arns=[self.secrets_key.key_arn],
+            conditions={
+                "StringEquals": {"kms:ViaService": self.secrets_manager_endpoint},
+                "StringLike": {SECRET_ARN_CONTEXT: secret_arns},
+            },
+        )
 
     def _secret_arn_pattern(self, suffix: str) -> str:
         return Stack.of(self).format_arn(
@@ -152,19 +300,35 @@ class Storage(Construct):
         return grant
 
     def grant_client_secret_read(self, grantee: iam.IGrantable) -> iam.Grant:
-        """GetSecretValue on the LwA client secret, nothing else (it uses the AWS-managed key)."""
-        return iam.Grant.add_to_principal(
+        """GetSecretValue on the LwA client secret and Decrypt for it, nothing else. The grantee's
+        role must also sit under ``reader_role_path``, or the secret's resource policy denies it."""
+        grant = iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["secretsmanager:GetSecretValue"],
             resource_arns=[self.client_secret.secret_arn],
         )
+        return grant.combine(
+            self._grant_key(grantee, KMS_READ_ACTIONS, [self.client_secret.secret_arn])
+        )
 
     def grant_advertiser_secrets_write(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Create, store and read refresh- and access-token secrets (the exchange path)."""
+        """Create, store and read refresh- and access-token secrets (the exchange path), and put
+        the readers-only resource policy on refresh-token secrets."""
         grant = iam.Grant.add_to_principal(
             grantee=grantee,
             actions=list(ADVERTISER_SECRET_WRITE_ACTIONS),
             resource_arns=[self.refresh_secrets_arn, self.access_secrets_arn],
+        )
+        grant = grant.combine(
+            iam.Grant.add_to_principal(
+                grantee=grantee,
+                actions=list(REFRESH_SECRET_POLICY_ACTIONS),
+                resource_arns=[self.refresh_secrets_arn],
+            )
+        ).combine(
+            self._grant_key(
+                grantee, KMS_WRITE_ACTIONS, [self.refresh_secrets_arn, self.access_secrets_arn]
+            )
         )
         _acknowledge_wildcards(
             grantee,
@@ -178,20 +342,25 @@ class Storage(Construct):
         )
         return grant
 
-
     def grant_refresh_secrets_read_write(self, grantee: iam.IGrantable) -> iam.Grant:
         """Read and replace refresh tokens (the refresher); no create, no delete."""
-        return self._grant_advertiser_secrets(grantee, "refresh", REFRESH_SECRET_READ_WRITE_ACTIONS)
+        grant = self._grant_advertiser_secrets(grantee, "refresh", REFRESH_SECRET_READ_WRITE_ACTIONS)
+        return grant.combine(self._grant_key(grantee, KMS_WRITE_ACTIONS, [self.refresh_secrets_arn]))
 
     def grant_access_secrets_write(self, grantee: iam.IGrantable) -> iam.Grant:
         """Store access tokens (the refresher); no read."""
-        return self._grant_advertiser_secrets(grantee, "access", ACCESS_SECRET_WRITE_ACTIONS)
+        grant = self._grant_advertiser_secrets(grantee, "access", ACCESS_SECRET_WRITE_ACTIONS)
+        return grant.combine(self._grant_key(grantee, KMS_WRITE_ACTIONS, [self.access_secrets_arn]))
 
     def grant_read_tokens(self, grantee: iam.IGrantable) -> iam.Grant:
-        """What a downstream function needs, exactly: read access-token secrets, look up an
-        advertiser and its profiles (GetItem, Query on the table and ``byProfile``). Never a
-        refresh token, never the client secret, no table write and no scan."""
+        """What a downstream function needs, exactly: read access-token secrets (and Decrypt for
+        them, through Secrets Manager), look up an advertiser and its profiles (GetItem, Query on
+        the table and ``byProfile``). Never a refresh token, never the client secret, no table
+        write and no scan."""
         secrets = self._grant_advertiser_secrets(grantee, "access", TOKEN_READ_SECRET_ACTIONS)
+        secrets = secrets.combine(
+            self._grant_key(grantee, KMS_READ_ACTIONS, [self.access_secrets_arn])
+        )
         table = iam.Grant.add_to_principal(
             grantee=grantee,
             actions=list(TOKEN_READ_TABLE_ACTIONS),
@@ -217,11 +386,11 @@ class Storage(Construct):
 
 
 def _acknowledge_wildcards(grantee: iam.IGrantable, applies_to: list[str], reason: str) -> None:
-    # The finding sits on the principal's policy (the function's role), not on the function.
+    # The finding sits on the principal's default policy (the function role's), nowhere else.
     principal = grantee.grant_principal
-    if isinstance(principal, Construct):
-        NagSuppressions.add_resource_suppressions(
-            principal,
+    if isinstance(principal, iam.Role):
+        NagSuppressions.add_resource_suppressions_by_path(
+            Stack.of(principal),
+            f"{principal.node.path}/DefaultPolicy/Resource",
             [{"id": "AwsSolutions-IAM5", "reason": reason, "appliesTo": applies_to}],
-            apply_to_children=True,
         )

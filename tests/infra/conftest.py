@@ -1,5 +1,6 @@
 """One synth per session: a single App holding the default stack, a variant (custom domain, SES
-sender, alert email, non-default refresher settings) and the example consumer of the default stack.
+sender, alert email, non-default refresher settings, WAF on, its own throttling, no reserved
+callback concurrency, an operator principal) and the example consumer of the default stack.
 
 Bundling is skipped (``aws:cdk:bundling-stacks: []``); the feature flags are the ones in cdk.json,
 so the tests see what ``cdk synth`` ships. cdk-nag runs as in app.py.
@@ -25,6 +26,7 @@ from infra.stack import AdsAuthStack  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 CLIENT_ID = "amzn1.application-oa2-client.0123456789abcdef0123456789abcdef"
+OPERATOR_ARN = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdsAuthOps_*"
 
 DEFAULT_CONFIG = {
     "client_id": CLIENT_ID,
@@ -41,6 +43,12 @@ DEFAULT_CONFIG = {
     "refresh_concurrency": 5,
     "profile_refresh_hours": 24,
     "alert_email": None,
+    "api_throttle_rate_limit": 50,
+    "api_throttle_burst_limit": 100,
+    "callback_reserved_concurrency": 10,
+    "waf_enabled": False,
+    "waf_rate_limit": 300,
+    "operator_principal_arns": [],
 }
 
 DOMAIN_CONFIG = {
@@ -55,6 +63,12 @@ DOMAIN_CONFIG = {
     "refresh_concurrency": 8,
     "profile_refresh_hours": 12,
     "alert_email": "alerts@example.com",
+    "api_throttle_rate_limit": 20,
+    "api_throttle_burst_limit": 40,
+    "callback_reserved_concurrency": None,
+    "waf_enabled": True,
+    "waf_rate_limit": 1000,
+    "operator_principal_arns": [OPERATOR_ARN],
 }
 
 

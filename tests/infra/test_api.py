@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from tests.infra.cfn import api_routes, functions_by_handler, only, render, resources
+import json
+import re
+
+import pytest
+
+from tests.infra.cfn import api_routes, functions_by_handler, only, render, resources, role_of
 
 CONNECT = "adsauth.handlers.connect.handler"
 CALLBACK = "adsauth.handlers.callback.handler"
 DISPATCHER = "adsauth.handlers.dispatcher.handler"
 WORKER = "adsauth.handlers.worker.handler"
+# What an access log line may hold: who, when, which route template, what status. Nothing that
+# carries a request's path, query string or body.
+SAFE_ACCESS_LOG_VARIABLES = {
+    "$context.identity.sourceIp",
+    "$context.identity.caller",
+    "$context.identity.user",
+    "$context.requestTime",
+    "$context.httpMethod",
+    "$context.resourcePath",
+    "$context.status",
+    "$context.protocol",
+    "$context.responseLength",
+    "$context.requestId",
+}
 ROUTES = {
     ("GET", "/connect/{invitation}"): CONNECT,
     ("GET", "/result/{outcome}"): CONNECT,
@@ -43,33 +62,56 @@ def test_only_post_token_requires_iam(cfn):
     }
 
 
-def test_api_is_regional_with_a_traced_throttled_logged_stage(cfn):
+@pytest.mark.parametrize("variant, throttle", [("cfn", (50, 100)), ("domain_cfn", (20, 40))])
+def test_api_is_regional_with_a_traced_throttled_logged_stage(variant, throttle, request):
+    cfn = request.getfixturevalue(variant)
     _, api = only(cfn, "AWS::ApiGateway::RestApi")
     assert api["Properties"]["EndpointConfiguration"]["Types"] == ["REGIONAL"]
     _, stage = only(cfn, "AWS::ApiGateway::Stage")
     props = stage["Properties"]
-    assert props["StageName"] == "prod"
     assert props["TracingEnabled"] is True
     (settings,) = props["MethodSettings"]
-    assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
+    assert (settings["HttpMethod"], settings["ResourcePath"]) == ("*", "/*")  # the whole stage
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == throttle
     assert settings["DataTraceEnabled"] is False  # would log query strings: the LwA code
-    assert settings["LoggingLevel"] == "ERROR"
-    access_format = props["AccessLogSetting"]["Format"]
-    assert "$context.resourcePath" in access_format
-    assert "$context.path" not in access_format  # the invitation token is in the path
+    assert settings["LoggingLevel"] == "ERROR"  # INFO logs request parameters
+    assert settings["MetricsEnabled"] is True
 
 
-def test_functions_runtime_limits_and_layer(cfn):
+@pytest.mark.parametrize("variant", ["cfn", "domain_cfn"])
+def test_access_log_never_holds_a_path_query_string_or_body(variant, request):
+    cfn = request.getfixturevalue(variant)
+    _, stage = only(cfn, "AWS::ApiGateway::Stage")
+    setting = stage["Properties"]["AccessLogSetting"]
+    (log_group_id,) = re.findall(r":log-group:\$\{(\w+)\}$", render(setting["DestinationArn"]))
+    log_group = cfn["Resources"][log_group_id]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"]["RetentionInDays"] == 30
+    assert log_group["DeletionPolicy"] == "Retain"
+    fields = json.loads(setting["Format"])
+    variables = set(re.findall(r"\$context\.[A-Za-z.]+", setting["Format"]))
+    # resourcePath is the route template (/connect/{invitation}), never the token itself.
+    assert fields["resourcePath"] == "$context.resourcePath"
+    assert variables <= SAFE_ACCESS_LOG_VARIABLES, variables - SAFE_ACCESS_LOG_VARIABLES
+    for unsafe in ("$context.path", "$context.requestOverride", "$input", "$request", "$method"):
+        assert unsafe not in setting["Format"]
+    assert "querystring" not in setting["Format"].lower()
+
+
+@pytest.mark.parametrize("variant", ["cfn", "domain_cfn"])
+def test_functions_runtime_limits_and_layer(variant, request):
+    cfn = request.getfixturevalue(variant)
     _, parameter = next(
         (k, p) for k, p in cfn["Parameters"].items() if "powertools" in p.get("Default", "")
     )
-    assert parameter["Default"] == "/aws/service/powertools/python/arm64/python3.13/3.37.0"
+    # The layer is built per Python version: its parameter names the functions' runtime.
+    assert parameter["Default"] == "/aws/service/powertools/python/arm64/python3.14/3.37.0"
     assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
     functions = functions_by_handler(cfn)
     assert set(functions) == {CONNECT, CALLBACK, DISPATCHER, WORKER}
     for handler, fn in functions.items():
         props = fn["Properties"]
-        assert props["Runtime"] == "python3.13"
+        assert props["Runtime"] == "python3.14"
         assert props["Architectures"] == ["arm64"]
         if handler in (CONNECT, CALLBACK):
             assert props["Timeout"] < 29  # API Gateway's integration limit
@@ -78,7 +120,52 @@ def test_functions_runtime_limits_and_layer(cfn):
         assert [render(layer) for layer in props["Layers"]] == [
             "${" + next(k for k, p in cfn["Parameters"].items() if p is parameter) + "}"
         ]
-        assert "Ref" in props["LoggingConfig"]["LogGroup"]
+        log_group = cfn["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
+        assert log_group["Properties"]["RetentionInDays"] == 30
+        assert log_group["DeletionPolicy"] == "Retain"
+        # Only the role's policy in DependsOn: the role itself is a GetAtt (cfn-lint W3005).
+        (policy_id,) = fn["DependsOn"]
+        policy = cfn["Resources"][policy_id]
+        assert policy["Type"] == "AWS::IAM::Policy"
+        assert policy["Properties"]["Roles"] == [{"Ref": role_of(fn)}]
+
+
+def test_reserved_concurrency_protects_lwa_where_configured(cfn, domain_cfn):
+    reserved = {
+        handler: fn["Properties"].get("ReservedConcurrentExecutions")
+        for handler, fn in functions_by_handler(cfn).items()
+    }
+    # callback: callback_reserved_concurrency (the code exchanges); dispatcher: one run at a time;
+    # worker: bounded by its event source's maximum concurrency; connect: never calls LwA.
+    assert reserved == {CONNECT: None, CALLBACK: 10, DISPATCHER: 1, WORKER: None}
+    callback = functions_by_handler(domain_cfn)[CALLBACK]["Properties"]
+    assert "ReservedConcurrentExecutions" not in callback  # callback_reserved_concurrency: null
+
+
+def test_waf_only_when_enabled(cfn, domain_cfn):
+    assert not resources(cfn, "AWS::WAFv2::WebACL")
+    assert not resources(cfn, "AWS::WAFv2::WebACLAssociation")
+    acl_id, acl = only(domain_cfn, "AWS::WAFv2::WebACL")
+    props = acl["Properties"]
+    assert props["Scope"] == "REGIONAL"
+    assert props["DefaultAction"] == {"Allow": {}}
+    rules = {rule["Name"]: rule for rule in props["Rules"]}
+    assert set(rules) == {"AWSManagedRulesCommonRuleSet", "RateLimitPerIp"}
+    managed = rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]
+    assert (managed["VendorName"], managed["Name"]) == ("AWS", "AWSManagedRulesCommonRuleSet")
+    assert rules["AWSManagedRulesCommonRuleSet"]["OverrideAction"] == {"None": {}}
+    rate = rules["RateLimitPerIp"]["Statement"]["RateBasedStatement"]
+    assert (rate["AggregateKeyType"], rate["Limit"]) == ("IP", 1000)
+    assert rules["RateLimitPerIp"]["Action"] == {"Block": {}}
+    # Sampled requests would keep request lines (invitation tokens, codes, states) for hours.
+    for visibility in [props["VisibilityConfig"], *(r["VisibilityConfig"] for r in props["Rules"])]:
+        assert visibility["SampledRequestsEnabled"] is False
+        assert visibility["CloudWatchMetricsEnabled"] is True
+    assert not resources(domain_cfn, "AWS::WAFv2::LoggingConfiguration")
+    _, association = only(domain_cfn, "AWS::WAFv2::WebACLAssociation")
+    stage_id, _ = only(domain_cfn, "AWS::ApiGateway::Stage")
+    assert render(association["Properties"]["WebACLArn"]) == "${" + acl_id + ".Arn}"
+    assert "${" + stage_id + "}" in render(association["Properties"]["ResourceArn"])
 
 
 def test_environment_matches_settings(cfn):
@@ -93,7 +180,8 @@ def test_environment_matches_settings(cfn):
         assert env["LWA_SCOPE"] == "advertising::campaign_management"
         assert env["ALLOWED_REGIONS"] == "NA,EU"
         assert env["INVITATION_TTL_SECONDS"] == str(7 * 86400)
-        assert env["POWERTOOLS_SERVICE_NAME"] == env["POWERTOOLS_METRICS_NAMESPACE"] == "adsauth"
+        assert env["POWERTOOLS_SERVICE_NAME"] == "adsauth"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "adsauth/AdsAuth"  # one per stack
         assert env["OPERATOR_NAME"] == "Example Agency"
         assert "SES_SENDER" not in env
         # Built from the API id, not the stage: no Stage/Deployment reference, so no cycle.

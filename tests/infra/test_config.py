@@ -99,6 +99,33 @@ def test_the_longest_lead_is_one_the_functions_accept():
     assert settings_from_env(env).refresh_lead_seconds == 29 * 60
 
 
+def test_hardening_keys_take_documented_defaults_and_accept_their_range():
+    config = load_config({"client_id": CLIENT_ID})
+    assert (config.api_throttle_rate_limit, config.api_throttle_burst_limit) == (50, 100)
+    assert config.callback_reserved_concurrency == 10
+    assert (config.waf_enabled, config.waf_rate_limit) == (False, 300)
+    assert config.operator_principal_arns == ()
+    config = load_config(
+        {
+            "client_id": CLIENT_ID,
+            "api_throttle_rate_limit": 1,
+            "api_throttle_burst_limit": 5000,
+            "callback_reserved_concurrency": None,
+            "waf_enabled": True,
+            "waf_rate_limit": 100,
+            "operator_principal_arns": [
+                "arn:aws:iam::123456789012:role/AdsAuthOps",
+                "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Ops_*",
+                "arn:aws-cn:iam::123456789012:user/ops",
+            ],
+        }
+    )
+    assert config.callback_reserved_concurrency is None
+    assert config.waf_enabled is True
+    assert isinstance(config.operator_principal_arns, tuple)  # frozen, hashable
+    assert len(config.operator_principal_arns) == 3
+
+
 def test_a_slower_schedule_needs_a_longer_lead():
     (problem,) = problems_of({"client_id": CLIENT_ID, "refresh_schedule_minutes": 5})
     assert problem.startswith(
@@ -178,6 +205,31 @@ def test_context_may_be_a_json_string():
         ({"alert_email": "ops@localhost"}, "alert_email must be an email address"),
         ({"alert_email": ["ops@example.com"]}, "alert_email must be an email address"),
         ({"alert_email": ""}, "alert_email must be an email address"),
+        ({"api_throttle_rate_limit": 0}, "api_throttle_rate_limit must be an integer from 1 to 10000"),
+        ({"api_throttle_rate_limit": "50"}, "api_throttle_rate_limit must be an integer from 1 to 10000"),
+        ({"api_throttle_burst_limit": 5001}, "api_throttle_burst_limit must be an integer from 1 to 5000"),
+        (
+            {"api_throttle_rate_limit": 100, "api_throttle_burst_limit": 50},
+            "api_throttle_burst_limit (50) must be at least api_throttle_rate_limit (100)",
+        ),
+        ({"callback_reserved_concurrency": 0}, "callback_reserved_concurrency must be an integer from 1 to 1000 or null"),
+        ({"callback_reserved_concurrency": 1001}, "callback_reserved_concurrency must be an integer from 1 to 1000 or null"),
+        ({"callback_reserved_concurrency": True}, "callback_reserved_concurrency must be an integer"),
+        ({"waf_enabled": "true"}, "waf_enabled must be true or false"),
+        ({"waf_enabled": 1}, "waf_enabled must be true or false"),
+        ({"waf_rate_limit": 99}, "waf_rate_limit must be an integer from 100 to 2000000000"),
+        ({"waf_rate_limit": 300.0}, "waf_rate_limit must be an integer from 100 to 2000000000"),
+        ({"operator_principal_arns": "arn:aws:iam::123456789012:role/Ops"}, "operator_principal_arns must be a list"),
+        ({"operator_principal_arns": [1]}, "operator_principal_arns must be a list"),
+        (
+            {"operator_principal_arns": ["arn:aws:iam::123456789012:root"]},
+            "operator_principal_arns may only hold IAM user or role ARNs",
+        ),
+        ({"operator_principal_arns": ["*"]}, "operator_principal_arns may only hold IAM user or role ARNs"),
+        (
+            {"operator_principal_arns": ["arn:aws:sts::123456789012:assumed-role/Ops/me"]},
+            "operator_principal_arns may only hold IAM user or role ARNs",
+        ),
     ],
 )
 def test_each_mistake_has_its_message(overrides, expected):

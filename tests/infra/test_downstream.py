@@ -47,8 +47,9 @@ def _can(statements: list[dict], action: str, resource: str) -> bool:
     )
 
 
-def test_grant_read_tokens_gives_exactly_two_statements(consumer_cfn, cfn):
+def test_grant_read_tokens_gives_exactly_three_statements(consumer_cfn, cfn):
     table_id, _ = only(cfn, "AWS::DynamoDB::Table")
+    key_id, _ = only(cfn, "AWS::KMS::Key")
     grant = [
         s for s in _consumer_statements(consumer_cfn, cfn) if tuple(s["actions"]) not in OWN
     ]
@@ -61,11 +62,28 @@ def test_grant_read_tokens_gives_exactly_two_statements(consumer_cfn, cfn):
             "effect": "Allow",
         },
         {
+            "actions": ["kms:Decrypt"],
+            "resources": ["${" + key_id + ".Arn}"],
+            "effect": "Allow",
+        },
+        {
             "actions": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
             "resources": [ACCESS],
             "effect": "Allow",
         },
     ]
+
+
+def test_consumer_decrypts_only_access_tokens_and_only_through_secrets_manager(consumer_cfn, cfn):
+    (fn,) = functions_by_handler(consumer_cfn).values()
+    (statement,) = [
+        s for s in role_statements(consumer_cfn)[role_of(fn)] if "kms:Decrypt" in actions(s)
+    ]
+    conditions = statement["Condition"]
+    assert render_imported(conditions["StringEquals"]["kms:ViaService"], cfn) == (
+        "secretsmanager.${AWS::Region}.amazonaws.com"
+    )
+    assert [render_imported(v, cfn) for v in as_list(conditions["StringLike"]["kms:EncryptionContext:SecretARN"])] == [ACCESS]
 
 
 def test_consumer_reads_access_tokens_only(consumer_cfn, cfn):
@@ -106,7 +124,7 @@ def test_consumer_has_no_table_write_or_scan(consumer_cfn, cfn):
 def test_consumer_has_nothing_else(consumer_cfn, cfn):
     statements = _consumer_statements(consumer_cfn, cfn)
     services = {a.split(":")[0] for s in statements for a in s["actions"]}
-    assert services == {"logs", "xray", "secretsmanager", "dynamodb"}
+    assert services == {"logs", "xray", "secretsmanager", "dynamodb", "kms"}
     assert all(s["effect"] == "Allow" for s in statements)
     (fn,) = functions_by_handler(consumer_cfn).values()
     assert not consumer_cfn["Resources"][role_of(fn)]["Properties"].get("ManagedPolicyArns")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.infra.cfn import functions_by_handler, only, walk
+from tests.infra.cfn import functions_by_handler, only, render, walk
 
 
 def test_template_has_no_secret_string(cfn, domain_cfn, consumer_cfn):
@@ -23,12 +23,27 @@ def test_no_literal_client_secret_value(cfn):
     )
 
 
-def test_only_secret_like_variable_is_the_secret_reference(cfn, domain_cfn):
+# Which function gets which secret-like variable: names, ARNs and ARN patterns, never a value.
+SECRET_LIKE_VARIABLES = {
+    "adsauth.handlers.connect.handler": set(),
+    "adsauth.handlers.callback.handler": {"SECRETS_KMS_KEY_ID", "REFRESH_SECRET_READERS"},
+    "adsauth.handlers.dispatcher.handler": set(),
+    "adsauth.handlers.worker.handler": {"SECRETS_KMS_KEY_ID"},
+}
+
+
+def test_only_secret_like_variables_are_references(cfn, domain_cfn):
     for template in (cfn, domain_cfn):
         secret_id, _ = only(template, "AWS::SecretsManager::Secret")
-        for fn in functions_by_handler(template).values():
+        key_id, _ = only(template, "AWS::KMS::Key")
+        for handler, fn in functions_by_handler(template).items():
             env = fn["Properties"]["Environment"]["Variables"]
             secretish = {k for k in env if re.search("SECRET|TOKEN|PASSWORD|KEY", k)}
-            assert secretish == {"LWA_CLIENT_SECRET_NAME", "SECRET_PREFIX"}
+            assert secretish == {"LWA_CLIENT_SECRET_NAME", "SECRET_PREFIX"} | SECRET_LIKE_VARIABLES[handler]
             assert env["LWA_CLIENT_SECRET_NAME"] == {"Ref": secret_id}
             assert isinstance(env["SECRET_PREFIX"], str) and env["SECRET_PREFIX"].endswith("/")
+            if "SECRETS_KMS_KEY_ID" in env:
+                assert env["SECRETS_KMS_KEY_ID"] == {"Fn::GetAtt": [key_id, "Arn"]}
+            if "REFRESH_SECRET_READERS" in env:
+                for pattern in render(env["REFRESH_SECRET_READERS"]).split(","):
+                    assert pattern.startswith("arn:"), pattern

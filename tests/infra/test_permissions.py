@@ -84,22 +84,34 @@ def test_callback_advertiser_secret_grant_is_exactly_scoped(cfn):
     statements = [
         s
         for s in role_statements(cfn)[callback_role]
-        if {render(r) for r in as_list(s["Resource"])} & ADVERTISER_ARNS
+        if _grants(s, "secretsmanager:*") and {render(r) for r in as_list(s["Resource"])} & ADVERTISER_ARNS
     ]
-    assert len(statements) == 1
-    (statement,) = statements
-    assert {render(r) for r in as_list(statement["Resource"])} == ADVERTISER_ARNS
-    assert sorted(actions(statement)) == sorted(
-        f"secretsmanager:{a}"
-        for a in (
-            "CreateSecret",
-            "PutSecretValue",
-            "GetSecretValue",
-            "DescribeSecret",
-            "TagResource",
-            "UpdateSecret",
-        )
-    )
+    by_resources = {
+        tuple(sorted(render(r) for r in as_list(s["Resource"]))): sorted(actions(s)) for s in statements
+    }
+    assert by_resources == {
+        tuple(sorted(ADVERTISER_ARNS)): sorted(
+            f"secretsmanager:{a}"
+            for a in (
+                "CreateSecret",
+                "PutSecretValue",
+                "GetSecretValue",
+                "DescribeSecret",
+                "TagResource",
+                "UpdateSecret",
+            )
+        ),
+        # the readers-only resource policy on each refresh-token secret it creates
+        (PREFIX + "adsauth/AdsAuth/advertisers/refresh/*",): ["secretsmanager:PutResourcePolicy"],
+    }
+
+
+def test_only_the_callback_may_set_a_secret_policy_and_nobody_deletes_one(cfn):
+    callback = role_of(functions_by_handler(cfn)[CALLBACK])
+    for kind, roles in (("refresh", {callback}), ("access", set())):
+        arn = PREFIX + f"adsauth/AdsAuth/advertisers/{kind}/adv-1-AbCdEf"
+        assert _roles_allowed(cfn, "secretsmanager:PutResourcePolicy", arn) == roles, kind
+        assert _roles_allowed(cfn, "secretsmanager:DeleteResourcePolicy", arn) == set(), kind
 
 
 def test_worker_secret_grants_are_exactly_scoped(cfn):
@@ -148,7 +160,7 @@ def test_dispatcher_sends_to_the_queue_and_touches_no_secret(cfn):
 def _queue_ids(cfn: dict) -> dict[str, str]:
     queues = resources(cfn, "AWS::SQS::Queue")
     (queue_id,) = [q for q, props in queues.items() if "RedrivePolicy" in props["Properties"]]
-    (dlq_id,) = set(queues) - {queue_id}
+    (dlq_id,) = [render(queues[queue_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])[2:-6]]
     return {"queue": queue_id, "dlq": dlq_id}
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.bundling import LAMBDAS_DIR
-from infra.constants import INVALID_CLIENT_METRIC, REFRESH_LEASE_SECONDS
-from tests.infra.cfn import functions_by_handler, only, render, resources
+from infra.constants import REFRESH_LEASE_SECONDS
+from tests.infra.cfn import as_list, functions_by_handler, only, render, resources, role_of, role_statements
 
 DISPATCHER = "adsauth.handlers.dispatcher.handler"
 WORKER = "adsauth.handlers.worker.handler"
@@ -32,10 +31,19 @@ def _function_id(cfn: dict, handler: str) -> str:
 
 
 def _queues(cfn: dict) -> tuple[tuple[str, dict], tuple[str, dict]]:
+    """(refresh queue, refresh DLQ): the queue with a redrive policy, and the one it names."""
     queues = resources(cfn, "AWS::SQS::Queue")
     ((queue_id, queue),) = [(q, p) for q, p in queues.items() if "RedrivePolicy" in p["Properties"]]
-    ((dlq_id, dlq),) = [(q, p) for q, p in queues.items() if q != queue_id]
-    return (queue_id, queue), (dlq_id, dlq)
+    dlq_id = queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    return (queue_id, queue), (dlq_id, queues[dlq_id])
+
+
+def _dispatcher_dlq(cfn: dict) -> tuple[str, dict]:
+    """The dispatcher's on-failure destination."""
+    _, invoke_config = only(cfn, "AWS::Lambda::EventInvokeConfig")
+    destination = invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+    dlq_id = destination["Fn::GetAtt"][0]
+    return dlq_id, cfn["Resources"][dlq_id]
 
 
 def test_schedule_runs_the_dispatcher_at_the_configured_rate(variant):
@@ -57,6 +65,34 @@ def test_dispatcher_runs_alone_and_does_not_pile_up(cfn):
     assert invoke_config["Properties"]["MaximumRetryAttempts"] == 0
 
 
+def test_failed_or_dropped_dispatcher_runs_land_in_the_dispatcher_dlq(cfn):
+    dlq_id, dlq = _dispatcher_dlq(cfn)
+    (_, refresh_queue), (refresh_dlq_id, _) = _queues(cfn)
+    assert dlq["Type"] == "AWS::SQS::Queue" and dlq_id != refresh_dlq_id
+    assert dlq["Properties"]["SqsManagedSseEnabled"] is True
+    assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    _, rule = only(cfn, "AWS::Events::Rule")
+    (target,) = rule["Properties"]["Targets"]
+    assert render(target["DeadLetterConfig"]["Arn"]) == "${" + dlq_id + ".Arn}"
+    dispatcher_role = role_of(functions_by_handler(cfn)[DISPATCHER])
+    sends = [
+        s
+        for s in role_statements(cfn)[dispatcher_role]
+        if "sqs:SendMessage" in as_list(s["Action"])
+        and "${" + dlq_id + ".Arn}" in [render(r) for r in as_list(s["Resource"])]
+    ]
+    assert sends, "the on-failure destination needs sqs:SendMessage on the dispatcher DLQ"
+    # EventBridge may deliver to it, from this rule only.
+    allowed = [
+        s
+        for policy in resources(cfn, "AWS::SQS::QueuePolicy").values()
+        if {"Ref": dlq_id} in policy["Properties"]["Queues"]
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow"
+    ]
+    assert [s["Principal"] for s in allowed] == [{"Service": "events.amazonaws.com"}]
+
+
 def test_queue_and_dlq(cfn):
     (queue_id, queue), (dlq_id, dlq) = _queues(cfn)
     redrive = queue["Properties"]["RedrivePolicy"]
@@ -71,7 +107,6 @@ def test_queue_and_dlq(cfn):
 
 
 def test_queues_refuse_plain_http(cfn):
-    (queue_id, _), (dlq_id, _) = _queues(cfn)
     enforced = set()
     for policy in resources(cfn, "AWS::SQS::QueuePolicy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -79,7 +114,8 @@ def test_queues_refuse_plain_http(cfn):
                 "Bool": {"aws:SecureTransport": "false"}
             }:
                 enforced.add(render(statement["Resource"]))
-    assert enforced == {"${" + queue_id + ".Arn}", "${" + dlq_id + ".Arn}"}
+    assert enforced == {"${" + q + ".Arn}" for q in resources(cfn, "AWS::SQS::Queue")}
+    assert len(enforced) == 3  # refresh queue, refresh DLQ, dispatcher DLQ
 
 
 def test_worker_event_source_is_bounded_and_reports_partial_failures(variant):
@@ -99,7 +135,7 @@ def test_refresher_environment(variant):
     (queue_id, _), _ = _queues(cfn)
     topic_id, _ = only(cfn, "AWS::SNS::Topic")
     functions = functions_by_handler(cfn)
-    api_env = functions["adsauth.handlers.callback.handler"]["Properties"]["Environment"]["Variables"]
+    api_env = functions["adsauth.handlers.connect.handler"]["Properties"]["Environment"]["Variables"]
     for handler in (DISPATCHER, WORKER):
         env = functions[handler]["Properties"]["Environment"]["Variables"]
         # Everything the API functions get (settings), plus the refresher's own.
@@ -135,33 +171,12 @@ def test_alert_email_is_subscribed_only_when_configured(cfn, domain_cfn):
     assert subscription["Properties"]["TopicArn"] == {"Ref": topic_id}
 
 
-def test_alarms_notify_the_alert_topic(cfn):
-    topic_id, _ = only(cfn, "AWS::SNS::Topic")
-    _, (dlq_id, _) = _queues(cfn)
-    alarms = resources(cfn, "AWS::CloudWatch::Alarm").values()
-    for alarm in alarms:
-        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
-    watched = {
-        (a["Properties"]["Namespace"], a["Properties"]["MetricName"], render(d["Value"]))
-        for a in alarms
-        for d in a["Properties"]["Dimensions"]
-    }
-    assert watched == {
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "${" + dlq_id + ".QueueName}"),
-        ("AWS/Lambda", "Errors", "${" + _function_id(cfn, DISPATCHER) + "}"),
-        ("adsauth", INVALID_CLIENT_METRIC, "adsauth"),  # Powertools: namespace, service dimension
-    }
-
-
-def test_invalid_client_alarm_watches_a_metric_the_worker_emits():
-    worker = (LAMBDAS_DIR / "adsauth" / "handlers" / "worker.py").read_text()
-    assert f'"{INVALID_CLIENT_METRIC}"' in worker
-
-
 def test_outputs_name_the_topic_and_queues(cfn):
     (queue_id, _), (dlq_id, _) = _queues(cfn)
+    dispatcher_dlq_id, _ = _dispatcher_dlq(cfn)
     topic_id, _ = only(cfn, "AWS::SNS::Topic")
     outputs = {name: render(o["Value"]) for name, o in cfn["Outputs"].items()}
     assert outputs["AlertTopicArn"] == "${" + topic_id + "}"
     assert outputs["RefreshQueueUrl"] == "${" + queue_id + "}"
     assert outputs["RefreshDlqUrl"] == "${" + dlq_id + "}"
+    assert outputs["DispatcherDlqUrl"] == "${" + dispatcher_dlq_id + "}"

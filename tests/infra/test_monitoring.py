@@ -1,0 +1,171 @@
+"""Alarms, the alert topic and the dashboard: every alarm notifies the topic, is named after its
+runbook entry, and watches a metric something actually emits."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from infra.bundling import LAMBDAS_DIR
+from infra.constants import (
+    INVALID_CLIENT_METRIC,
+    NEEDS_REAUTH_METRIC,
+    OLDEST_TOKEN_AGE_METRIC,
+    ONBOARDING_METRICS,
+    REFRESH_DISPATCHED_METRIC,
+    REFRESH_FAILED_METRIC,
+    REFRESH_OK_METRIC,
+    REFRESH_ROTATED_METRIC,
+)
+from infra.monitoring import ALARM_SLUGS
+from tests.infra.cfn import functions_by_handler, only, render, resources
+
+DISPATCHER = "adsauth.handlers.dispatcher.handler"
+VARIANTS = {"cfn": "AdsAuth", "domain_cfn": "AdsAuthDomain"}
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request):
+    return request.getfixturevalue(request.param), VARIANTS[request.param]
+
+
+def _alarms(cfn: dict) -> dict[str, dict]:
+    """slug → alarm properties (alarm names are ``<stack>-<slug>``)."""
+    return {
+        a["Properties"]["AlarmName"].split("-", 1)[1]: a["Properties"]
+        for a in resources(cfn, "AWS::CloudWatch::Alarm").values()
+    }
+
+
+def _function_id(cfn: dict, handler: str) -> str:
+    return next(k for k, fn in resources(cfn, "AWS::Lambda::Function").items() if fn["Properties"]["Handler"] == handler)
+
+
+def test_every_alarm_is_named_after_its_runbook_slug_and_notifies_the_topic(variant):
+    cfn, stack = variant
+    topic_id, _ = only(cfn, "AWS::SNS::Topic")
+    alarms = _alarms(cfn)
+    assert sorted(alarms) == sorted(ALARM_SLUGS)
+    for slug, props in alarms.items():
+        assert props["AlarmName"] == f"{stack}-{slug}"
+        assert props["AlarmActions"] == [{"Ref": topic_id}]
+        assert props["OKActions"] == [{"Ref": topic_id}]  # and when it recovers
+        assert props["TreatMissingData"] == "notBreaching"
+        assert f"entry {slug}." in props["AlarmDescription"]
+        assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_each_alarm_watches_what_its_runbook_entry_says(cfn):
+    alarms = _alarms(cfn)
+    queues = resources(cfn, "AWS::SQS::Queue")
+    (queue_id,) = [q for q, p in queues.items() if "RedrivePolicy" in p["Properties"]]
+    refresh_dlq = queues[queue_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    _, invoke_config = only(cfn, "AWS::Lambda::EventInvokeConfig")
+    dispatcher_dlq = invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    api_id, _ = only(cfn, "AWS::ApiGateway::RestApi")
+    stage_id, stage = only(cfn, "AWS::ApiGateway::Stage")
+
+    def watched(slug):
+        props = alarms[slug]
+        dimensions = {d["Name"]: render(d["Value"]) for d in props["Dimensions"]}
+        return props["Namespace"], props["MetricName"], props["Statistic"], props["Period"], dimensions, props["Threshold"]
+
+    powertools = {"service": "adsauth"}
+    assert watched("refresh-failing") == ("adsauth/AdsAuth", REFRESH_FAILED_METRIC, "Sum", 900, powertools, 5)
+    assert watched("refresh-dlq-not-empty") == (
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", 60, {"QueueName": "${" + refresh_dlq + ".QueueName}"}, 1
+    )
+    assert watched("dispatcher-dlq-not-empty") == (
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", 60, {"QueueName": "${" + dispatcher_dlq + ".QueueName}"}, 1
+    )
+    assert watched("dispatcher-failing") == (
+        "AWS/Lambda", "Errors", "Sum", 300, {"FunctionName": "${" + _function_id(cfn, DISPATCHER) + "}"}, 1
+    )
+    assert (alarms["dispatcher-failing"]["EvaluationPeriods"], alarms["dispatcher-failing"]["DatapointsToAlarm"]) == (2, 2)
+    assert watched("lwa-rejects-client") == ("adsauth/AdsAuth", INVALID_CLIENT_METRIC, "Sum", 300, powertools, 1)
+    namespace, metric, statistic, period, dimensions, threshold = watched("api-5xx")
+    assert (namespace, metric, statistic, period, threshold) == ("AWS/ApiGateway", "5XXError", "Sum", 300, 3)
+    assert dimensions == {"ApiName": dimensions["ApiName"], "Stage": "${" + stage_id + "}"}
+    # token-expired: the oldest connected advertiser's token is older than its 60-minute lifetime.
+    assert watched("token-expired") == ("adsauth/AdsAuth", OLDEST_TOKEN_AGE_METRIC, "Maximum", 600, powertools, 3600)
+
+
+def test_token_age_period_spans_two_dispatcher_runs(domain_cfn):
+    # refresh_schedule_minutes 2 → still the 10-minute minimum; a slower schedule widens it.
+    assert _alarms(domain_cfn)["token-expired"]["Period"] == 600
+
+
+def test_alarms_watch_metrics_the_code_emits():
+    handlers = "\n".join(p.read_text() for p in (LAMBDAS_DIR / "adsauth" / "handlers").glob("*.py"))
+    for name in (
+        *ONBOARDING_METRICS,
+        REFRESH_OK_METRIC,
+        REFRESH_FAILED_METRIC,
+        REFRESH_ROTATED_METRIC,
+        REFRESH_DISPATCHED_METRIC,
+        NEEDS_REAUTH_METRIC,
+        INVALID_CLIENT_METRIC,
+    ):
+        assert f'"{name}"' in handlers, f"no handler emits {name}"
+
+
+def test_alert_topic_refuses_plain_http_and_admits_only_this_accounts_alarms(cfn):
+    topic_id, _ = only(cfn, "AWS::SNS::Topic")
+    _, policy = only(cfn, "AWS::SNS::TopicPolicy")
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    deny = [s for s in statements if s["Effect"] == "Deny"]
+    assert [s["Condition"] for s in deny] == [{"Bool": {"aws:SecureTransport": "false"}}]
+    (allow,) = [s for s in statements if s["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert allow["Action"] == "sns:Publish"
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert render(allow["Resource"]) == "${" + topic_id + "}"
+
+
+def test_alert_email_is_subscribed_only_when_configured(cfn, domain_cfn):
+    assert not resources(cfn, "AWS::SNS::Subscription")
+    topic_id, _ = only(domain_cfn, "AWS::SNS::Topic")
+    _, subscription = only(domain_cfn, "AWS::SNS::Subscription")
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == "alerts@example.com"
+    assert subscription["Properties"]["TopicArn"] == {"Ref": topic_id}
+
+
+def _dashboard_body(cfn: dict) -> str:
+    _, dashboard = only(cfn, "AWS::CloudWatch::Dashboard")
+    return render(dashboard["Properties"]["DashboardBody"])
+
+
+def test_the_dashboard_shows_every_alarm_and_figure(variant):
+    cfn, stack = variant
+    _, dashboard = only(cfn, "AWS::CloudWatch::Dashboard")
+    assert dashboard["Properties"]["DashboardName"] == f"{stack}-operations"
+    body = _dashboard_body(cfn)
+    json.loads(re.sub(r"\$\{[^}]+\}", "x", body))  # valid JSON once references resolve
+    for alarm_id in resources(cfn, "AWS::CloudWatch::Alarm"):
+        assert "${" + alarm_id + ".Arn}" in body
+    for name in (
+        *ONBOARDING_METRICS,
+        REFRESH_DISPATCHED_METRIC,
+        REFRESH_OK_METRIC,
+        REFRESH_FAILED_METRIC,
+        REFRESH_ROTATED_METRIC,
+        NEEDS_REAUTH_METRIC,
+        INVALID_CLIENT_METRIC,
+        OLDEST_TOKEN_AGE_METRIC,
+        "ApproximateNumberOfMessagesVisible",
+        "5XXError",
+        "Throttles",
+    ):
+        assert f'"{name}"' in body, name
+    assert ('"BlockedRequests"' in body) == bool(resources(cfn, "AWS::WAFv2::WebACL"))
+    outputs = {name: render(o["Value"]) for name, o in cfn["Outputs"].items()}
+    assert outputs["DashboardName"] == "${" + only(cfn, "AWS::CloudWatch::Dashboard")[0] + "}"
+
+
+def test_the_worker_and_dispatcher_emit_into_the_stacks_namespace(variant):
+    cfn, stack = variant
+    for fn in functions_by_handler(cfn).values():
+        assert fn["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == f"adsauth/{stack}"
