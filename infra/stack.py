@@ -121,6 +121,15 @@ class AdsAuthStack(Stack):
                 self.monitoring.dashboard.dashboard_name,
                 "CloudWatch dashboard with the onboarding, refresh, API and function figures",
             ),
+            **{
+                f"{name}LogGroup": (fn.log_group.log_group_name, f"Log group of the {name} function")
+                for name, fn in (
+                    ("Connect", self.api.connect_function),
+                    ("Callback", self.api.callback_function),
+                    ("Dispatcher", self.refresher.dispatcher),
+                    ("Worker", self.refresher.worker),
+                )
+            },
         }
         # CloudFormation refuses empty output values: optional settings appear only when set.
         if config.ses_sender:

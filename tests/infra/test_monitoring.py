@@ -21,6 +21,9 @@ from infra.constants import (
 )
 from infra.monitoring import ALARM_SLUGS
 from tests.infra.cfn import functions_by_handler, only, render, resources
+from tests.infra.conftest import REPO_ROOT
+
+RUNBOOK_HEADING = "## Operating adsauth (runbook)"
 
 DISPATCHER = "adsauth.handlers.dispatcher.handler"
 VARIANTS = {"cfn": "AdsAuth", "domain_cfn": "AdsAuthDomain"}
@@ -169,3 +172,66 @@ def test_the_worker_and_dispatcher_emit_into_the_stacks_namespace(variant):
     cfn, stack = variant
     for fn in functions_by_handler(cfn).values():
         assert fn["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == f"adsauth/{stack}"
+
+
+def test_outputs_name_each_functions_log_group(cfn):
+    outputs = {name: o["Value"] for name, o in cfn["Outputs"].items()}
+    for handler, fn in functions_by_handler(cfn).items():
+        name = handler.split(".")[2].capitalize() + "LogGroup"
+        assert outputs[name] == fn["Properties"]["LoggingConfig"]["LogGroup"], name
+
+
+def _runbook() -> str:
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert RUNBOOK_HEADING in readme
+    section = readme.split(RUNBOOK_HEADING, 1)[1]
+    return re.split(r"^## ", section, maxsplit=1, flags=re.MULTILINE)[0]
+
+
+def _runbook_entries() -> dict[str, str]:
+    """slug → the text of its ``#### `slug` `` entry."""
+    parts = re.split(r"^#### `([a-z0-9-]+)`\s*$", _runbook(), flags=re.MULTILINE)
+    return {parts[i]: re.split(r"^#{2,4} ", parts[i + 1], maxsplit=1, flags=re.MULTILINE)[0] for i in range(1, len(parts), 2)}
+
+
+@pytest.mark.parametrize("which", ["cfn", "domain_cfn"])
+def test_every_alarm_has_a_runbook_entry(which, request):
+    """Each alarm's name is <stack>-<slug>; README's runbook has a `#### `<slug>`` entry saying
+    what it means and what to do, and no entry for an alarm that does not exist."""
+    cfn = request.getfixturevalue(which)
+    entries = _runbook_entries()
+    slugs = set(_alarms(cfn))
+    assert slugs <= set(entries), f"alarms without a runbook entry: {sorted(slugs - set(entries))}"
+    assert set(entries) == slugs, f"runbook entries without an alarm: {sorted(set(entries) - slugs)}"
+    for slug in slugs:
+        assert "What it means:" in entries[slug] and "What to do:" in entries[slug], slug
+
+
+def test_the_runbook_covers_what_ops_must_do():
+    runbook = _runbook()
+    for topic in (
+        "### Prerequisites",
+        "### Bootstrap and deploy",
+        "### Put the LwA client secret",
+        "### Register the callback URL",
+        "### Invite an advertiser",
+        "### Rotate the LwA client secret without downtime",
+        "### Alarms",
+        "### Destroy the stack without losing tokens",
+        "aws secretsmanager put-secret-value",
+        "CLIENT_SECRET_MAX_AGE",
+        "cdk@2 import AdsAuth",
+    ):
+        assert topic in runbook, topic
+
+
+def test_the_runbook_quotes_the_code_correctly():
+    from adsauth.adapters.table import PLATFORM_KEY
+    from adsauth.refresher import PLATFORM_PAUSE_SECONDS
+    from adsauth.wiring import CLIENT_SECRET_MAX_AGE
+
+    runbook = _runbook()
+    assert f"`CLIENT_SECRET_MAX_AGE` = {CLIENT_SECRET_MAX_AGE} s" in runbook
+    assert f"{PLATFORM_PAUSE_SECONDS // 60} minutes (`PLATFORM_PAUSE_SECONDS`)" in runbook
+    key = json.dumps({name: {"S": value} for name, value in PLATFORM_KEY.items()}, separators=(",", ":"))
+    assert f"--key '{key}'" in runbook  # the command that ends an invalid_client pause
