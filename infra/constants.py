@@ -45,8 +45,8 @@ DLQ_RETENTION = Duration.days(14)  # the SQS maximum: time for ops to look and r
 # refresh the same advertiser at once, and short enough that a crashed worker's lease lapses
 # before the next dispatch finds the token still due.
 REFRESH_LEASE_SECONDS = 120
-# Powertools metrics the handlers emit (dimension service=SERVICE_NAME, namespace per stack: see
-# metrics_namespace). Alarms and the dashboard watch these names; a test checks the code emits them.
+# Powertools metrics the handlers emit (namespace METRICS_NAMESPACE, dimension service=SERVICE_NAME).
+# Alarms and the dashboard watch these names; a test checks the code emits them.
 ONBOARDING_METRICS = ("OnboardingStarted", "OnboardingConnected", "OnboardingDeclined", "OnboardingFailed")
 REFRESH_OK_METRIC = "RefreshOk"
 REFRESH_FAILED_METRIC = "RefreshFailed"
@@ -63,10 +63,11 @@ OLDEST_TOKEN_AGE_METRIC = "OldestTokenAgeSeconds"
 CLI_MODULES = frozenset({"cli.py", "__main__.py"})
 
 
-def metrics_namespace(stack_name: str) -> str:
-    """CloudWatch namespace of the functions' metrics: one per stack, so a staging and a production
-    stack in one account and region never set off each other's alarms."""
-    return f"{SERVICE_NAME}/{stack_name}"
+# CloudWatch namespace of the functions' Powertools metrics. The API handlers fix it in code
+# (Metrics(namespace=...)), the refresher's take it from POWERTOOLS_METRICS_NAMESPACE: both must be
+# this (a test checks). One namespace for every stack: deploy one adsauth stack per account and
+# region, or two stacks' alarms see each other's metrics (see README runbook, prerequisites).
+METRICS_NAMESPACE = SERVICE_NAME
 
 
 def refresh_token_reader_path(stack_name: str) -> str:

@@ -5,10 +5,8 @@ Names and references only, never a secret value (a test scans every function's v
 
 from __future__ import annotations
 
-from aws_cdk import Stack
-
 from infra.config import AdsAuthConfig
-from infra.constants import SERVICE_NAME, metrics_namespace
+from infra.constants import METRICS_NAMESPACE, SERVICE_NAME
 from infra.storage import Storage
 
 
@@ -27,7 +25,7 @@ def function_environment(
         "ALLOWED_REGIONS": ",".join(config.allowed_regions),
         "INVITATION_TTL_SECONDS": str(config.invitation_ttl_seconds),
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-        "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(Stack.of(storage).stack_name),
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
     }
     if config.operator_name:
         env["OPERATOR_NAME"] = config.operator_name

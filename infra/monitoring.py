@@ -42,8 +42,8 @@ from infra.constants import (
     REFRESH_MAX_RECEIVE_COUNT,
     REFRESH_OK_METRIC,
     REFRESH_ROTATED_METRIC,
+    METRICS_NAMESPACE,
     SERVICE_NAME,
-    metrics_namespace,
 )
 from infra.refresher import Refresher
 
@@ -119,7 +119,7 @@ class Monitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack_name = Stack.of(self).stack_name
-        self.namespace = metrics_namespace(stack_name)
+        self.namespace = METRICS_NAMESPACE
         self.api = api
         self.refresher = refresher
         # The dispatcher finds a stuck advertiser again after its snooze (a few minutes), and only
@@ -153,7 +153,7 @@ class Monitoring(Construct):
 
     # --- metrics ---------------------------------------------------------------------------
     def metric(self, name: str, statistic: str = cloudwatch.Stats.SUM, period: Duration | None = None):
-        """A Powertools metric of the functions (this stack's namespace, dimension service)."""
+        """A Powertools metric of the functions (namespace METRICS_NAMESPACE, dimension service)."""
         return cloudwatch.Metric(
             namespace=self.namespace,
             metric_name=name,

@@ -180,8 +180,7 @@ def test_environment_matches_settings(cfn):
         assert env["LWA_SCOPE"] == "advertising::campaign_management"
         assert env["ALLOWED_REGIONS"] == "NA,EU"
         assert env["INVITATION_TTL_SECONDS"] == str(7 * 86400)
-        assert env["POWERTOOLS_SERVICE_NAME"] == "adsauth"
-        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "adsauth/AdsAuth"  # one per stack
+        assert env["POWERTOOLS_SERVICE_NAME"] == env["POWERTOOLS_METRICS_NAMESPACE"] == "adsauth"
         assert env["OPERATOR_NAME"] == "Example Agency"
         assert "SES_SENDER" not in env
         # Built from the API id, not the stage: no Stage/Deployment reference, so no cycle.

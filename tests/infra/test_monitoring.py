@@ -11,6 +11,7 @@ import pytest
 from infra.bundling import LAMBDAS_DIR
 from infra.constants import (
     INVALID_CLIENT_METRIC,
+    METRICS_NAMESPACE,
     NEEDS_REAUTH_METRIC,
     OLDEST_TOKEN_AGE_METRIC,
     ONBOARDING_METRICS,
@@ -76,7 +77,7 @@ def test_each_alarm_watches_what_its_runbook_entry_says(cfn):
         return props["Namespace"], props["MetricName"], props["Statistic"], props["Period"], dimensions, props["Threshold"]
 
     powertools = {"service": "adsauth"}
-    assert watched("refresh-failing") == ("adsauth/AdsAuth", REFRESH_FAILED_METRIC, "Sum", 900, powertools, 5)
+    assert watched("refresh-failing") == ("adsauth", REFRESH_FAILED_METRIC, "Sum", 900, powertools, 5)
     assert watched("refresh-dlq-not-empty") == (
         "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", 60, {"QueueName": "${" + refresh_dlq + ".QueueName}"}, 1
     )
@@ -87,12 +88,12 @@ def test_each_alarm_watches_what_its_runbook_entry_says(cfn):
         "AWS/Lambda", "Errors", "Sum", 300, {"FunctionName": "${" + _function_id(cfn, DISPATCHER) + "}"}, 1
     )
     assert (alarms["dispatcher-failing"]["EvaluationPeriods"], alarms["dispatcher-failing"]["DatapointsToAlarm"]) == (2, 2)
-    assert watched("lwa-rejects-client") == ("adsauth/AdsAuth", INVALID_CLIENT_METRIC, "Sum", 300, powertools, 1)
+    assert watched("lwa-rejects-client") == ("adsauth", INVALID_CLIENT_METRIC, "Sum", 300, powertools, 1)
     namespace, metric, statistic, period, dimensions, threshold = watched("api-5xx")
     assert (namespace, metric, statistic, period, threshold) == ("AWS/ApiGateway", "5XXError", "Sum", 300, 3)
     assert dimensions == {"ApiName": dimensions["ApiName"], "Stage": "${" + stage_id + "}"}
     # token-expired: the oldest connected advertiser's token is older than its 60-minute lifetime.
-    assert watched("token-expired") == ("adsauth/AdsAuth", OLDEST_TOKEN_AGE_METRIC, "Maximum", 600, powertools, 3600)
+    assert watched("token-expired") == ("adsauth", OLDEST_TOKEN_AGE_METRIC, "Maximum", 600, powertools, 3600)
 
 
 def test_token_age_period_spans_two_dispatcher_runs(domain_cfn):
@@ -168,10 +169,15 @@ def test_the_dashboard_shows_every_alarm_and_figure(variant):
     assert outputs["DashboardName"] == "${" + only(cfn, "AWS::CloudWatch::Dashboard")[0] + "}"
 
 
-def test_the_worker_and_dispatcher_emit_into_the_stacks_namespace(variant):
-    cfn, stack = variant
+def test_every_handler_emits_into_the_namespace_the_alarms_watch(variant):
+    cfn, _ = variant
     for fn in functions_by_handler(cfn).values():
-        assert fn["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == f"adsauth/{stack}"
+        assert fn["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == METRICS_NAMESPACE
+    for path in (LAMBDAS_DIR / "adsauth" / "handlers").glob("*.py"):
+        for call in re.findall(r"Metrics\(([^)]*)\)", path.read_text()):
+            namespace = re.search(r'namespace="([^"]*)"', call)
+            # In code it overrides the environment; without it the environment's applies.
+            assert namespace is None or namespace.group(1) == METRICS_NAMESPACE, (path.name, call)
 
 
 def test_outputs_name_each_functions_log_group(cfn):
