@@ -167,6 +167,7 @@ class StoredRefreshToken:
 class DueAdvertiser:
     advertiser_id: str
     due_sk: str  # the deadline as stored, to snooze it only if no one moved it meanwhile
+    token_expires_at: float | None = None  # for the dispatcher's oldest-token-age metric
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from adsauth.errors import (
 from adsauth.models import (
     Advertiser,
     AdvertiserStatus,
+    DueAdvertiser,
     Lease,
     ProfilesResult,
     RefreshResult,
@@ -97,14 +98,19 @@ class Refresher:
         self.clock = clock
 
     # --- the scheduled run ---------------------------------------------------------------------
-    def dispatch_due(self, now: float | None = None) -> int:
-        """Queue every connected advertiser that is due; return how many were queued."""
+    def dispatch_due(
+        self, now: float | None = None, *, on_due: Callable[[list[DueAdvertiser]], None] | None = None
+    ) -> int:
+        """Queue every connected advertiser that is due; return how many were queued. ``on_due``
+        sees them first (the dispatcher reports the oldest token among them)."""
         now = self.clock() if now is None else now
         if self.store.platform_paused_until(now) is not None:
             return 0  # LwA refused our client: the run stops instead of hammering it
         if self.queue is None:
             raise RuntimeError("no refresh queue is configured (REFRESH_QUEUE_URL)")
         due = list(self.store.due_advertisers(now + self.schedule.lead_seconds))
+        if on_due is not None:
+            on_due(due)
         snooze_until = now + self.schedule.lead_seconds + self.schedule.redispatch_seconds
         for start in range(0, len(due), SQS_BATCH):
             chunk = due[start : start + SQS_BATCH]

@@ -44,6 +44,11 @@ class Settings:
     refresh_lead_seconds: int = 720
     profile_refresh_seconds: int = 86400
     refresh_lease_seconds: int = 120
+    # secrets created at runtime (optional: without them, Secrets Manager's defaults apply)
+    secrets_kms_key_id: str = ""  # KMS key for new advertiser secrets (SECRETS_KMS_KEY_ID)
+    # aws:PrincipalArn patterns that may read a refresh-token secret; everyone else is denied by a
+    # resource policy put on each one (REFRESH_SECRET_READERS, comma-separated)
+    refresh_secret_readers: tuple[str, ...] = ()
 
     @property
     def due_schedule(self) -> DueSchedule:
@@ -114,6 +119,10 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         refresh_lead_seconds=lead,
         profile_refresh_seconds=int(_number(env, "PROFILE_REFRESH_SECONDS", 86400, int)),
         refresh_lease_seconds=int(_number(env, "REFRESH_LEASE_SECONDS", 120, int)),
+        secrets_kms_key_id=env.get("SECRETS_KMS_KEY_ID", "").strip(),
+        refresh_secret_readers=tuple(
+            r.strip() for r in env.get("REFRESH_SECRET_READERS", "").split(",") if r.strip()
+        ),
     )
 
 

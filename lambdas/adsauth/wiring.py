@@ -89,7 +89,13 @@ def store() -> DynamoStore:
 def vault() -> SecretsManagerVault:
     from adsauth.adapters.vault import SecretsManagerVault
 
-    return SecretsManagerVault(client=boto3_session().client("secretsmanager"), prefix=get_settings().secret_prefix)
+    s = get_settings()
+    return SecretsManagerVault(
+        client=boto3_session().client("secretsmanager"),
+        prefix=s.secret_prefix,
+        kms_key_id=s.secrets_kms_key_id,
+        refresh_readers=s.refresh_secret_readers,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -111,6 +111,7 @@ def test_alarms_watch_metrics_the_code_emits():
         REFRESH_DISPATCHED_METRIC,
         NEEDS_REAUTH_METRIC,
         INVALID_CLIENT_METRIC,
+        OLDEST_TOKEN_AGE_METRIC,
     ):
         assert f'"{name}"' in handlers, f"no handler emits {name}"
 

@@ -313,10 +313,13 @@ class DynamoStore:
                 IndexName=schema.EXPIRY_INDEX,
                 KeyConditionExpression=Key(schema.EXPIRY_INDEX_PK).eq(f"DUE#{shard}")
                 & Key(schema.EXPIRY_INDEX_SK).lt(iso(before)),
-                ProjectionExpression="advertiser_id, #dsk",
+                ProjectionExpression="advertiser_id, #dsk, token_expires_at",
                 ExpressionAttributeNames={"#dsk": schema.EXPIRY_INDEX_SK},
             )
-            due.extend(DueAdvertiser(i["advertiser_id"], i[schema.EXPIRY_INDEX_SK]) for i in items)
+            due.extend(
+                DueAdvertiser(i["advertiser_id"], i[schema.EXPIRY_INDEX_SK], _float(i.get("token_expires_at")))
+                for i in items
+            )
         return due
 
     def snooze(self, due: DueAdvertiser, until: float) -> bool:

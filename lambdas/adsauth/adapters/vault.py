@@ -12,6 +12,11 @@ newer token, however late it arrives. A new grant from a consent is written as t
 whatever is current (found with DescribeSecret), so it always wins. The refresher needs only
 Get/PutSecretValue for this: no version-stage permission. (Secrets Manager drops versions beyond
 ~100; a writer would have to stall through 100 rotations to find its successor slot free again.)
+
+Deployed, new secrets are created with the stack's KMS key (``kms_key_id``), and every new grant
+puts a resource policy on its refresh-token secret that denies reading it to every principal but
+``refresh_readers`` (ARN patterns: the callback and refresh worker roles' IAM path, the account
+root, configured operators). Both are optional: the local stack runs without them.
 """
 
 from __future__ import annotations
@@ -31,10 +36,34 @@ def successor_version(version_id: str) -> str:
     return str(uuid.uuid5(SUCCESSOR_NAMESPACE, version_id))
 
 
+def readers_only_policy(readers: tuple[str, ...] | list[str]) -> str:
+    """The resource policy of a refresh-token secret: reading denied to every principal whose ARN
+    matches none of ``readers`` (the same statement the stack puts on the LwA client secret)."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "OnlyTokenReadersMayRead",
+                    "Effect": "Deny",
+                    "Principal": {"AWS": "*"},
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": "*",
+                    "Condition": {"StringNotLike": {"aws:PrincipalArn": list(readers)}},
+                }
+            ],
+        }
+    )
+
+
 class SecretsManagerVault:
-    def __init__(self, *, client: Any, prefix: str) -> None:
+    def __init__(
+        self, *, client: Any, prefix: str, kms_key_id: str = "", refresh_readers: tuple[str, ...] = ()
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        self.kms_key_id = kms_key_id
+        self.refresh_readers = tuple(refresh_readers)
 
     def refresh_secret_name(self, advertiser_id: str) -> str:
         return f"{self.prefix}refresh/{advertiser_id}"
@@ -65,14 +94,22 @@ class SecretsManagerVault:
             current = self._current_version(name)
             if current is None:
                 if self._create(name, value, advertiser_id, "refresh"):
+                    self._protect(name)
                     return
                 continue  # created concurrently: replace that version instead
             try:
                 self._put_successor(name, value, current)
+                self._protect(name)  # again on every new grant: keeps the readers current
                 return
             except RefreshTokenSuperseded:
                 continue  # a refresher wrote meanwhile: replace its version instead
         raise RefreshTokenSuperseded()
+
+    def _protect(self, name: str) -> None:
+        if self.refresh_readers:
+            self.client.put_resource_policy(
+                SecretId=name, ResourcePolicy=readers_only_policy(self.refresh_readers), BlockPublicPolicy=True
+            )
 
     def replace_refresh_token(
         self, advertiser_id: str, refresh_token: str, issued_at: float, *, replaces: str, fence: int
@@ -122,6 +159,7 @@ class SecretsManagerVault:
 
     def _create(self, name: str, value: dict, advertiser_id: str, kind: str) -> bool:
         """Create the secret; False when it exists already."""
+        key = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
         try:
             self.client.create_secret(
                 Name=name,
@@ -131,6 +169,7 @@ class SecretsManagerVault:
                     {"Key": "adsauth:advertiser", "Value": advertiser_id},
                     {"Key": "adsauth:kind", "Value": kind},
                 ],
+                **key,
             )
         except self.client.exceptions.ResourceExistsException:
             return False
