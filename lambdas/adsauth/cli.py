@@ -28,6 +28,7 @@ STACK_OUTPUTS = {
     "InvitationTtlSeconds": "INVITATION_TTL_SECONDS",
     "SesSender": "SES_SENDER",
     "OperatorName": "OPERATOR_NAME",
+    "SecretsKeyArn": "SECRETS_KMS_KEY_ID",  # `refresh` may create an access-token secret
 }
 
 

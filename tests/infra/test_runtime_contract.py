@@ -241,3 +241,13 @@ def test_the_refresher_hands_the_run_its_due_advertisers_from_its_one_query():
     assert seen == [due] and store.queries == 1
     assert queue.sent == store.snoozed == ["a", "b"]
     assert flow.dispatch_due(1000.0) == 2  # on_due is optional
+
+
+def test_the_ops_cli_reads_every_output_it_maps(cfn):
+    """``adsauth --stack`` turns outputs into the variables the functions get: each one it maps
+    exists, and the key reaches the CLI too (its ``refresh`` may create an access-token secret)."""
+    from adsauth.cli import STACK_OUTPUTS
+
+    outputs = set(cfn["Outputs"]) | {"SesSender"}  # SesSender: only when ses_sender is set
+    assert set(STACK_OUTPUTS) <= outputs, set(STACK_OUTPUTS) - outputs
+    assert STACK_OUTPUTS["SecretsKeyArn"] == "SECRETS_KMS_KEY_ID"
