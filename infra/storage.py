@@ -295,7 +295,8 @@ class Storage(Construct):
         _acknowledge_wildcards(
             grantee,
             [f"Resource::<{table_arn[0]}.Arn>/index/*"],
-            "Queries the byProfile and byExpiry indexes of this one table.",
+            "Queries the indexes (byProfile, byExpiry, byKind) of this one table only: CDK's table "
+            "grant names them as <table>/index/*.",
         )
         return grant
 
