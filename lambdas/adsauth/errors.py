@@ -126,6 +126,13 @@ class RefreshTokenSuperseded(AdsAuthError):
     message = "A newer refresh token was stored meanwhile; this one is discarded."
 
 
+class RefreshTokenUnsaved(AdsAuthError):
+    """LwA rotated the refresh token and storing the new one failed on every attempt."""
+
+    code = "refresh_token_unsaved"
+    message = "The rotated refresh token could not be stored."
+
+
 # --- Ads API -----------------------------------------------------------------------------------
 class AdsApiError(AdsAuthError):
     code = "ads_api_error"

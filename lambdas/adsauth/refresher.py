@@ -31,10 +31,18 @@ refreshes. The stale worker can then do no harm:
   fence is stored with the token for the record;
 - an ``invalid_grant`` only means "needs re-authorization" when the refresh token we sent is still
   the current one: after a concurrent rotation it only means our copy was outdated.
+
+Probe before fanning out
+------------------------
+Refreshes of one process may run in parallel (the worker handles a batch's records at once), but
+only while LwA has accepted our client within the last minute. Otherwise the LwA calls go one at
+a time, each after a fresh look at the platform pause: when the client secret was rotated, one
+call finds out (``invalid_client`` → pause) and the records queued behind it make no call.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +58,7 @@ from adsauth.errors import (
     LwaError,
     RefreshTokenMissing,
     RefreshTokenSuperseded,
+    RefreshTokenUnsaved,
 )
 from adsauth.models import (
     Advertiser,
@@ -65,6 +74,9 @@ from adsauth.regions import Region
 from adsauth.settings import Settings
 
 PLATFORM_PAUSE_SECONDS = 900  # after invalid_client, no LwA call for 15 minutes
+LWA_TRUST_SECONDS = 60  # after LwA accepted our client, calls may run in parallel for a minute
+ROTATED_SAVE_ATTEMPTS = 4  # a rotated refresh token is the only copy of the grant: try hard
+ROTATED_SAVE_BACKOFF_CAP = 4.0
 SQS_BATCH = 10
 
 
@@ -86,6 +98,7 @@ class Refresher:
         notifier: Notifier,
         queue: RefreshQueue | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.schedule = settings.due_schedule
@@ -96,6 +109,9 @@ class Refresher:
         self.notifier = notifier
         self.queue = queue
         self.clock = clock
+        self.sleep = sleep
+        self._probe = threading.Lock()
+        self._trusted_until = 0.0
 
     # --- the scheduled run ---------------------------------------------------------------------
     def dispatch_due(
@@ -167,7 +183,13 @@ class Refresher:
                 return self._fresh(advertiser)  # refreshed by the previous holder
             cause = "forced" if force_token else (
                 "schedule" if self.schedule.token_due(advertiser.token_expires_at, now) else "profiles")
-            return self._refresh_held(advertiser, lease, cause, force_profiles)
+            try:
+                return self._refresh_held(advertiser, lease, cause, force_profiles)
+            except (LwaError, RefreshTokenUnsaved):
+                raise  # its reason is recorded already
+            except Exception:  # a secret or table write failed: SQS delivers the job again
+                self._note_error(advertiser_id, "refresh_incomplete")
+                raise
         finally:
             self.store.release_lease(lease)
 
@@ -201,26 +223,30 @@ class Refresher:
         except RefreshTokenMissing:
             return self._needs_reauth(advertiser, lease, "refresh_token_missing")
         try:
-            tokens = self.lwa.refresh(advertiser.region, stored.value)
+            tokens = self._call_lwa(advertiser.region, stored.value)
+            if tokens is None:
+                return RefreshResult(advertiser_id, "paused", reason="invalid_client")
         except GrantInvalid:
             return self._grant_rejected(advertiser, lease, stored)
-        except (ClientInvalid, ClientMisconfigured) as exc:
-            return self._pause(advertiser, exc.code)
+        except (ClientInvalid, ClientMisconfigured) as exc:  # refreshes are paused already
+            self.store.record_refresh_error(advertiser_id, exc.code, self.clock())
+            return RefreshResult(advertiser_id, "client_invalid", reason=exc.code)
         except LwaError as exc:  # unavailable after the HTTP retries, or another OAuth error
             self.store.record_refresh_error(advertiser_id, exc.code, self.clock())
             raise
         now = self.clock()
+        rotated = tokens.refresh_token != stored.value
+        if rotated:
+            # The grant itself, before anything else (even the lease check: LwA has retired the old
+            # token, so this one must not be dropped). The successor-version write refuses it if a
+            # newer token was stored meanwhile.
+            try:
+                self._save_rotated(advertiser_id, tokens.refresh_token, now, stored, lease.fence)
+            except RefreshTokenSuperseded:
+                return RefreshResult(advertiser_id, "superseded", reason="refresh_token_superseded")
         held = self.store.hold_lease(lease, now, now + self.settings.refresh_lease_seconds)
         if held is None:
             return RefreshResult(advertiser_id, "superseded", reason="lease_lost")
-        rotated = tokens.refresh_token != stored.value
-        if rotated:  # the grant itself: persisted before anything else
-            try:
-                self.vault.replace_refresh_token(
-                    advertiser_id, tokens.refresh_token, now, replaces=stored.version, fence=held.fence
-                )
-            except RefreshTokenSuperseded:
-                return RefreshResult(advertiser_id, "superseded", reason="refresh_token_superseded")
         self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
 
         profiles, profiles_at, pending = None, advertiser.profiles_at or advertiser.connected_at, advertiser.pending_regions
@@ -245,6 +271,53 @@ class Refresher:
         return RefreshResult(
             advertiser_id, "refreshed", rotated=rotated, token_expires_at=tokens.expires_at, profiles=profiles
         )
+
+    def _save_rotated(self, advertiser_id: str, token: str, now: float, sent: StoredRefreshToken, fence: int) -> None:
+        """Store a rotated refresh token, retrying within the lease: it is the only copy of the
+        grant. A retry of a write that did land is a no-op (same version id, same value)."""
+        for attempt in range(1, ROTATED_SAVE_ATTEMPTS + 1):
+            try:
+                self.vault.replace_refresh_token(advertiser_id, token, now, replaces=sent.version, fence=fence)
+                return
+            except RefreshTokenSuperseded:
+                raise
+            except Exception:
+                if attempt == ROTATED_SAVE_ATTEMPTS:
+                    self._note_error(advertiser_id, RefreshTokenUnsaved.code)
+                    raise RefreshTokenUnsaved() from None  # never chained: AWS errors can echo values
+                self.sleep(min(ROTATED_SAVE_BACKOFF_CAP, 0.5 * 2 ** (attempt - 1)))
+
+    def _note_error(self, advertiser_id: str, reason: str) -> None:
+        """Best effort: the advertiser's ``last_refresh_error`` says why (the table may be what failed)."""
+        try:
+            self.store.record_refresh_error(advertiser_id, reason, self.clock())
+        except Exception:  # noqa: BLE001 - the original error is the one that matters
+            pass
+
+    def _call_lwa(self, region: Region, refresh_token: str):
+        """``lwa.refresh``, alone while LwA's acceptance of our client is unproven; None when
+        refreshes were paused meanwhile (see "Probe before fanning out")."""
+        if not self._trusted():
+            with self._probe:
+                if not self._trusted():  # nobody proved it while we waited
+                    if self.store.platform_paused_until(self.clock()) is not None:
+                        return None
+                    return self._lwa_refresh(region, refresh_token)  # paused before the lock is let go
+        return self._lwa_refresh(region, refresh_token)
+
+    def _lwa_refresh(self, region: Region, refresh_token: str):
+        try:
+            tokens = self.lwa.refresh(region, refresh_token)
+        except (ClientInvalid, ClientMisconfigured) as exc:
+            self._trusted_until = 0.0
+            self._pause(exc.code)
+            raise
+        self._trusted_until = self.clock() + LWA_TRUST_SECONDS
+        return tokens
+
+    def _trusted(self) -> bool:
+        # a deadline further away than the window means the clock went back: not trusted
+        return 0 < self._trusted_until - self.clock() <= LWA_TRUST_SECONDS
 
     def _list_profiles(self, advertiser_id: str, access_token: str, now: float) -> ProfilesResult:
         """Every allowed region at once; new profiles are added, vanished ones marked removed, a
@@ -294,10 +367,9 @@ class Refresher:
         )
         return RefreshResult(advertiser_id, "needs_reauth", reason=reason)
 
-    def _pause(self, advertiser: Advertiser, code: str) -> RefreshResult:
+    def _pause(self, code: str) -> None:
         now = self.clock()
         until = now + PLATFORM_PAUSE_SECONDS
-        self.store.record_refresh_error(advertiser.advertiser_id, code, now)
         if self.store.pause_platform(code, now, until):  # one alert per pause, not per worker
             self.notifier.alert(
                 "adsauth: Login with Amazon refused our client credentials",
@@ -309,4 +381,3 @@ class Refresher:
                 f'"client_id" ({self.settings.client_id}) and the current "client_secret" of the '
                 "security profile in the Login with Amazon console.\n",
             )
-        return RefreshResult(advertiser.advertiser_id, "client_invalid", reason=code)

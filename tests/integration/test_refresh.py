@@ -50,14 +50,15 @@ def emulator_tokens(stack) -> set[str]:
 
 @pytest.fixture
 def refresher_env(stack, emulator_clock):
-    """An empty due index (advertisers of earlier tests leave it), the app on the emulator's
-    clock, and ``travel(seconds)`` moving both forward."""
+    """An empty due index (advertisers of earlier tests leave it), an empty queue, a fresh
+    refresher, the app on the emulator's clock, and ``travel(seconds)`` moving both forward."""
     for shard in range(schema.EXPIRY_SHARDS):
         for entry in table().query(IndexName=schema.EXPIRY_INDEX,
                                    KeyConditionExpression="due_pk = :p", ExpressionAttributeValues={":p": f"DUE#{shard}"})["Items"]:
             table().update_item(Key=schema.advertiser_key(entry["advertiser_id"]), UpdateExpression="REMOVE due_pk, due_sk")
     stack.scheduler().clear()
     wiring.clock = emulator_clock
+    wiring.refresher.cache_clear()  # a fresh worker: no LwA call proven yet (time travel confuses that)
 
     def travel(seconds: float) -> None:
         emulator_clock.offset += seconds
@@ -74,14 +75,22 @@ def scheduler(stack, refresher_env):
 
 @pytest.fixture
 def connected(flow):
+    made: list[str] = []
+
     def connect(region: str = "NA") -> str:
         f = flow(region)
         f.consent("allow")
         assert f.callback().status_code == 303
         assert f.advertiser()["status"] == "connected"
+        made.append(f.advertiser_id)
         return f.advertiser_id
 
-    return connect
+    yield connect
+    # Time travel left these advertisers' profiles "seen" in the future, which would make them win
+    # every later advertiser-by-profile lookup (all test advertisers share the emulator's user).
+    for advertiser_id in made:
+        for profile in wiring.store().list_profiles(advertiser_id):
+            table().delete_item(Key=schema.profile_key(advertiser_id, profile.region.value, profile.profile_id))
 
 
 @pytest.fixture

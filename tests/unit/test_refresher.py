@@ -8,7 +8,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from adsauth.errors import AdvertiserUnknown, ClientInvalid, GrantInvalid, LwaUnavailable, RefreshTokenSuperseded
+from adsauth.errors import (
+    AdvertiserUnknown,
+    ClientInvalid,
+    LwaUnavailable,
+    RefreshTokenSuperseded,
+    RefreshTokenUnsaved,
+)
 from adsauth.models import Advertiser, AdvertiserStatus
 from adsauth.refresher import PLATFORM_PAUSE_SECONDS, Refresher
 from adsauth.regions import Region
@@ -69,7 +75,7 @@ def world() -> World:
     store, vault, lwa, ads = FakeStore(settings.due_schedule), FakeVault(), FakeLwa(clock), FakeAds()
     notifier, queue = FakeNotifier(), FakeQueue()
     refresher = Refresher(settings=settings, store=store, vault=vault, lwa=lwa, ads=ads,
-                          notifier=notifier, queue=queue, clock=clock)
+                          notifier=notifier, queue=queue, clock=clock, sleep=lambda _s: None)
     return World(clock, store, vault, lwa, ads, notifier, queue, refresher)
 
 
@@ -119,12 +125,14 @@ def test_a_stale_worker_never_overwrites_a_newer_refresh_token(world, rotate):
     world.connect(expires_in=60)
     world.lwa.rotate = rotate
     results = {}
+    other = Refresher(settings=world.refresher.settings, store=world.store, vault=world.vault, lwa=world.lwa,
+                      ads=world.ads, notifier=world.notifier, queue=world.queue, clock=world.clock)  # elsewhere
 
     def stall_first_call():
         if "b" not in results:
             world.lwa.before_refresh = None
             world.clock.advance(world.refresher.settings.refresh_lease_seconds + 1)  # A's lease expires
-            results["b"] = world.refresher.refresh("adv-1")
+            results["b"] = other.refresh("adv-1")
 
     world.lwa.before_refresh = stall_first_call
     results["a"] = world.refresher.refresh("adv-1")
@@ -145,6 +153,57 @@ def test_a_stale_writer_cannot_replace_a_version_that_already_has_a_successor(wo
     with pytest.raises(RefreshTokenSuperseded):
         world.vault.replace_refresh_token("adv-1", "Atzr|older", 2.0, replaces=read.version, fence=1)
     assert world.vault.refresh["adv-1"] == "Atzr|newer"
+
+
+class Flaky:
+    """Wraps a method: raises ``failures`` times, then calls through."""
+
+    def __init__(self, method, failures: int) -> None:
+        self.method, self.failures, self.calls = method, failures, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise OSError("storage down")
+        return self.method(*args, **kwargs)
+
+
+def test_a_rotated_token_is_saved_even_when_the_table_fails_right_after_the_lwa_call(world, monkeypatch):
+    world.connect(expires_in=60)
+    world.lwa.rotate = True
+    monkeypatch.setattr(world.store, "hold_lease", Flaky(world.store.hold_lease, 1))
+    with pytest.raises(OSError):
+        world.refresher.refresh("adv-1")
+    assert world.vault.order == ["refresh"]  # the new grant is stored; LwA retired the old one
+    assert world.advertiser().last_refresh_error == "refresh_incomplete"
+    assert world.refresher.refresh("adv-1").outcome == "refreshed"  # the redelivery uses the new token
+
+
+def test_saving_a_rotated_token_is_retried_within_the_lease(world, monkeypatch):
+    world.connect(expires_in=60)
+    world.lwa.rotate = True
+    flaky = Flaky(world.vault.replace_refresh_token, 2)
+    monkeypatch.setattr(world.vault, "replace_refresh_token", flaky)
+    assert world.refresher.refresh("adv-1").outcome == "refreshed" and flaky.calls == 3
+
+
+def test_a_rotated_token_that_cannot_be_saved_says_so(world, monkeypatch):
+    world.connect(expires_in=60)
+    world.lwa.rotate = True
+    monkeypatch.setattr(world.vault, "replace_refresh_token", Flaky(world.vault.replace_refresh_token, 99))
+    with pytest.raises(RefreshTokenUnsaved):
+        world.refresher.refresh("adv-1")
+    assert world.advertiser().last_refresh_error == "refresh_token_unsaved"
+
+
+def test_a_failed_table_write_after_the_refresh_is_recorded(world, monkeypatch):
+    world.connect(expires_in=60)
+    monkeypatch.setattr(world.store, "record_refresh", Flaky(world.store.record_refresh, 1))
+    with pytest.raises(OSError):
+        world.refresher.refresh("adv-1")
+    assert world.advertiser().last_refresh_error == "refresh_incomplete" and world.store.leases == {}
+    assert world.refresher.refresh("adv-1").outcome == "refreshed"
+    assert world.advertiser().last_refresh_error == ""
 
 
 def test_a_new_grant_during_a_refresh_wins(world):
@@ -200,6 +259,50 @@ def test_invalid_client_pauses_every_refresh_and_the_dispatcher(world):
     world.lwa.refresh_fail = None
     world.clock.advance(PLATFORM_PAUSE_SECONDS + 1)
     assert world.refresher.dispatch_due() == 3
+
+
+def test_invalid_client_costs_one_call_when_a_batch_runs_in_parallel(world):
+    for i in range(4):
+        world.connect(f"adv-{i}", expires_in=60)
+    world.lwa.refresh_fail = ClientInvalid()
+    world.lwa.before_refresh = lambda: time.sleep(0.05)
+    barrier, outcomes = threading.Barrier(4), []
+
+    def work(advertiser_id):
+        barrier.wait()
+        outcomes.append(world.refresher.refresh(advertiser_id).outcome)
+
+    threads = [threading.Thread(target=work, args=(f"adv-{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(world.lwa.refresh_calls) == 1
+    assert sorted(outcomes) == ["client_invalid", "paused", "paused", "paused"]
+
+
+def test_calls_run_in_parallel_once_lwa_accepted_the_client(world):
+    for i in range(4):
+        world.connect(f"adv-{i}", expires_in=60)
+    world.refresher.refresh("adv-0")  # the probe
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def overlap():
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+
+    world.lwa.before_refresh = overlap
+    threads = [threading.Thread(target=world.refresher.refresh, args=(f"adv-{i}",)) for i in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 3 and len(world.lwa.refresh_calls) == 4
 
 
 def test_transient_failure_records_why_and_raises_for_redelivery(world):
