@@ -22,13 +22,14 @@ taken on an advertiser has a larger fence than the ones before it.
 A worker can still stall past its lease (a frozen Lambda, a slow network) while a newer holder
 refreshes. The stale worker can then do no harm:
 
-- every item write after the LwA call is conditional on ``lease_owner`` *and* ``lease_fence``
-  being still its own (``hold_lease`` before the secrets are written, ``record_refresh`` and
+- a rotated refresh token is stored first, right after LwA answers and before any lease check
+  (LwA has retired the old token, so this one is the grant and must not be dropped), as the
+  successor of the secret version it was refreshed from (see ``adapters.vault``): each version
+  has at most one successor, so a refresh token is never overwritten by an older one, whoever
+  holds the lease. The fence is stored with the token for the record;
+- everything after it is conditional on ``lease_owner`` *and* ``lease_fence`` being still its own
+  (``hold_lease`` before the access token is written, ``record_refresh`` and
   ``mark_needs_reauth`` after), so a stale worker's writes fail and it stops;
-- a rotated refresh token is stored as the successor of the secret version it was refreshed from
-  (see ``adapters.vault``): each version has at most one successor, so a refresh token is never
-  overwritten by an older one, even in the window between the lease check and the write. The
-  fence is stored with the token for the record;
 - an ``invalid_grant`` only means "needs re-authorization" when the refresh token we sent is still
   the current one: after a concurrent rotation it only means our copy was outdated.
 
