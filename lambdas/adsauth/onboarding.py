@@ -5,8 +5,10 @@ Pure domain logic: no boto3, no HTTP. The adapters come in through ``ports``.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -46,6 +48,7 @@ from adsauth.settings import Settings
 EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 TOKENISH = re.compile(r"^[A-Za-z0-9_\-]{16,128}$")  # invitation tokens and states we issue
 MAX_NAME = 200
+logger = logging.getLogger("adsauth")  # the handlers' Powertools logger (service "adsauth")
 
 
 class Onboarding:
@@ -243,19 +246,29 @@ class Onboarding:
         except LwaError:
             return self._failed(advertiser_id, "amazon_unavailable")
         now = self.clock()
-        # the refresh token is the grant itself: it is persisted before anything else
-        self.vault.put_refresh_token(advertiser_id, tokens.refresh_token, now)
-        self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
-        profiles, pending_regions = self.fetch_profiles(tokens.access_token)
-        self.store.record_connection(
-            advertiser_id=advertiser_id,
-            invitation_hash=invitation_hash,
-            profiles=profiles,
-            pending_regions=pending_regions,
-            token_expires_at=tokens.expires_at,
-            now=now,
-        )
-        self.store.add_event(advertiser_id, "connected", "invitation" if invitation_hash else "manual_exchange", now)
+        try:
+            # the refresh token is the grant itself: it is persisted before anything else
+            self.vault.put_refresh_token(advertiser_id, tokens.refresh_token, now)
+            self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
+            profiles, pending_regions = self.fetch_profiles(tokens.access_token)
+            self.store.record_connection(
+                advertiser_id=advertiser_id,
+                invitation_hash=invitation_hash,
+                profiles=profiles,
+                pending_regions=pending_regions,
+                token_expires_at=tokens.expires_at,
+                now=now,
+            )
+        except Exception as exc:  # noqa: BLE001 - Secrets Manager or DynamoDB failed after LwA's answer
+            # The code is spent, so this attempt cannot be completed: say so (status and page) instead
+            # of leaving the advertiser "invited"; the invitation is not completed, so its link works
+            # again, and a new consent replaces whatever part of this grant was stored.
+            _log_failure("storing the connection failed", exc, advertiser_id)
+            return self._failed(advertiser_id, STORAGE_FAILED)
+        try:
+            self.store.add_event(advertiser_id, "connected", "invitation" if invitation_hash else "manual_exchange", now)
+        except Exception as exc:  # noqa: BLE001 - the connection is stored: an audit entry does not undo it
+            _log_failure("the connected event was not recorded", exc, advertiser_id)
         return ConnectionResult(
             "connected",
             advertiser_id,
@@ -286,6 +299,16 @@ class Onboarding:
             advertiser_id, AdvertiserStatus.FAILED, reason, self.clock(), unless=AdvertiserStatus.CONNECTED
         )
         return ConnectionResult(outcome_for(reason), advertiser_id, reason)
+
+
+STORAGE_FAILED = "storage_unavailable"  # Secrets Manager or DynamoDB failed after the exchange
+
+
+def _log_failure(message: str, exc: BaseException, advertiser_id: str) -> None:
+    """Log the error's type and where it happened, never its text (AWS errors can echo values)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-6:]
+    where = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}:{f.name}" for f in frames]
+    logger.error(message, extra={"advertiser_id": advertiser_id, "error_type": type(exc).__name__, "frames": where})
 
 
 # Failures the advertiser can fix by opening the invitation link again; the rest need the operator.

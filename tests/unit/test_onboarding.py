@@ -115,6 +115,43 @@ def test_exchange_failures_store_nothing_and_set_status(world, failure, reason, 
     assert store.invitations[oauth.digest(token)].completed_at is None  # the link can be retried
 
 
+@pytest.mark.parametrize("failing", ["put_refresh_token", "put_access_token", "record_connection"])
+def test_a_storage_failure_after_the_exchange_fails_the_attempt_visibly(world, monkeypatch, failing):
+    """Secrets Manager or DynamoDB failing after LwA answered: the status and the page say so
+    (never "invited" and a 500), and the invitation link works again."""
+    flow, store, vault, *_ = world
+    target = store if failing == "record_connection" else vault
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the service failed")
+
+    monkeypatch.setattr(target, failing, broken)
+    adv, token, *_rest, state, cookies = start_flow(flow)
+    result = flow.complete(*flow.check_state(state, cookies), code="c", error=None)
+    assert (result.outcome, result.reason) == ("failed", "storage_unavailable")
+    saved = store.get_advertiser(adv.advertiser_id)
+    assert saved.status is AdvertiserStatus.FAILED and saved.status_reason == "storage_unavailable"
+    assert store.invitations[oauth.digest(token)].completed_at is None
+    monkeypatch.undo()
+    *_x, state, cookies = start_flow_again(flow, token)
+    assert flow.complete(*flow.check_state(state, cookies), code="c2", error=None).outcome == "connected"
+    assert store.get_advertiser(adv.advertiser_id).status is AdvertiserStatus.CONNECTED
+
+
+def test_a_failed_audit_event_does_not_undo_a_stored_connection(world, monkeypatch):
+    flow, store, *_ = world
+    monkeypatch.setattr(store, "add_event", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("down")))
+    adv, *_rest, state, cookies = start_flow(flow)
+    assert flow.complete(*flow.check_state(state, cookies), code="c", error=None).outcome == "connected"
+    assert store.get_advertiser(adv.advertiser_id).status is AdvertiserStatus.CONNECTED
+
+
+def start_flow_again(flow, token):
+    redirect = flow.start(token)
+    state = parse_qs(urlsplit(redirect.authorize_url).query)["state"][0]
+    return redirect, state, {redirect.cookie_name: redirect.cookie_value}
+
+
 def test_decline_records_declined_without_token_call(world):
     flow, store, vault, lwa, *_ = world
     adv, *_rest, state, cookies = start_flow(flow)
