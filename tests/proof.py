@@ -32,6 +32,7 @@ PROOF: dict[str, Any] = {
     "lost": 0,
     "leaks": None,
     "browser": None,
+    "fault_matrix": "",  # the fault matrix as printed (tests/integration/test_fault_matrix.py)
 }
 _lock = threading.Lock()
 
@@ -61,6 +62,12 @@ def record_faults(cells: int, lost: int) -> None:
     with _lock:
         PROOF["faults"] += cells
         PROOF["lost"] += lost
+
+
+def record_fault_matrix(text: str) -> None:
+    """The fault matrix's table, kept for whoever reports the run (the module prints it too)."""
+    with _lock:
+        PROOF["fault_matrix"] = text
 
 
 def record_leaks(count: int) -> None:
