@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test demo local synth unit integration infra e2e browser clean
+.PHONY: venv test demo local synth unit integration infra e2e browser clean bench
 
 venv: $(STAMP)
 	@# put this checkout (infra, local) and its lambdas/ (the adsauth package) on the venv's path;
@@ -62,6 +62,11 @@ local: venv
 
 synth: venv
 	npx --yes aws-cdk@2 synth --quiet
+
+# The figures of issue 5 on the local stack (~5-10 minutes on 2 cores): a table, and
+# bench/results.json (see README, Benchmarks). Timings are compared within one run.
+bench: venv
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) cdk.out .pytest_cache
