@@ -246,25 +246,29 @@ class Onboarding:
         except LwaError:
             return self._failed(advertiser_id, "amazon_unavailable")
         now = self.clock()
-        try:
-            # the refresh token is the grant itself: it is persisted before anything else
-            self.vault.put_refresh_token(advertiser_id, tokens.refresh_token, now)
-            self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
-            profiles, pending_regions = self.fetch_profiles(tokens.access_token)
-            self.store.record_connection(
-                advertiser_id=advertiser_id,
-                invitation_hash=invitation_hash,
-                profiles=profiles,
-                pending_regions=pending_regions,
-                token_expires_at=tokens.expires_at,
-                now=now,
-            )
-        except Exception as exc:  # noqa: BLE001 - Secrets Manager or DynamoDB failed after LwA's answer
-            # The code is spent, so this attempt cannot be completed: say so (status and page) instead
-            # of leaving the advertiser "invited"; the invitation is not completed, so its link works
-            # again, and a new consent replaces whatever part of this grant was stored.
-            _log_failure("storing the connection failed", exc, advertiser_id)
-            return self._failed(advertiser_id, STORAGE_FAILED)
+        # Listing profiles only reads, so it runs while the tokens are being stored: the callback
+        # costs max(secret writes, slowest region) instead of their sum.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="listing") as pool:
+            listing = pool.submit(self.fetch_profiles, tokens.access_token)
+            try:
+                # the refresh token is the grant itself: it is persisted before anything else is stored
+                self.vault.put_refresh_token(advertiser_id, tokens.refresh_token, now)
+                self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
+                profiles, pending_regions = listing.result()
+                self.store.record_connection(
+                    advertiser_id=advertiser_id,
+                    invitation_hash=invitation_hash,
+                    profiles=profiles,
+                    pending_regions=pending_regions,
+                    token_expires_at=tokens.expires_at,
+                    now=now,
+                )
+            except Exception as exc:  # noqa: BLE001 - Secrets Manager or DynamoDB failed after LwA's answer
+                # The code is spent, so this attempt cannot be completed: say so (status and page)
+                # instead of leaving the advertiser "invited"; the invitation is not completed, so
+                # its link works again, and a new consent replaces whatever part was stored.
+                _log_failure("storing the connection failed", exc, advertiser_id)
+                return self._failed(advertiser_id, STORAGE_FAILED)
         try:
             self.store.add_event(advertiser_id, "connected", "invitation" if invitation_hash else "manual_exchange", now)
         except Exception as exc:  # noqa: BLE001 - the connection is stored: an audit entry does not undo it
