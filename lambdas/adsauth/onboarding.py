@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 from adsauth import oauth
 from adsauth.errors import (
     AUTHORIZE_ERRORS,
-    AdsApiError,
     AdvertiserUnknown,
     ClientInvalid,
     ClientMisconfigured,
@@ -41,6 +40,7 @@ from adsauth.models import (
     PendingAuthorization,
     Profile,
 )
+from adsauth.profiles import list_in_regions
 from adsauth.ports import LwaClient, OnboardingStore, ProfilesClient, TokenVault
 from adsauth.regions import Region
 from adsauth.settings import Settings
@@ -283,19 +283,7 @@ class Onboarding:
 
     def fetch_profiles(self, access_token: str) -> tuple[dict[Region, list[Profile]], list[Region]]:
         """List profiles in every allowed region at once; a region that fails is pending."""
-        regions = list(self.settings.allowed_regions)
-
-        def one(region: Region) -> list[Profile] | None:
-            try:
-                return self.ads.list_profiles(region, access_token)
-            except AdsApiError:
-                return None
-
-        with ThreadPoolExecutor(max_workers=len(regions), thread_name_prefix="profiles") as pool:
-            results = list(pool.map(one, regions))
-        found = {r: p for r, p in zip(regions, results) if p is not None}
-        pending = [r for r, p in zip(regions, results) if p is None]
-        return found, pending
+        return list_in_regions(self.ads, self.settings.allowed_regions, access_token)
 
     def _failed(self, advertiser_id: str, reason: str) -> ConnectionResult:
         # a failed attempt never undoes a working connection: its stored grant is still valid

@@ -46,12 +46,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Callable
 
 from adsauth.errors import (
-    AdsApiError,
     AdvertiserUnknown,
     ClientInvalid,
     ClientMisconfigured,
@@ -70,6 +68,7 @@ from adsauth.models import (
     RefreshResult,
     StoredRefreshToken,
 )
+from adsauth.profiles import list_in_regions
 from adsauth.ports import LwaRefresher, Notifier, ProfilesClient, RefreshQueue, RefreshStore, RefreshVault
 from adsauth.regions import Region
 from adsauth.settings import Settings
@@ -323,21 +322,11 @@ class Refresher:
     def _list_profiles(self, advertiser_id: str, access_token: str, now: float) -> ProfilesResult:
         """Every allowed region at once; new profiles are added, vanished ones marked removed, a
         region that fails stays pending (and is asked again later)."""
-        regions = list(self.settings.allowed_regions)
-
-        def one(region: Region):
-            try:
-                return self.ads.list_profiles(region, access_token)
-            except AdsApiError:
-                return None
-
-        with ThreadPoolExecutor(max_workers=len(regions), thread_name_prefix="profiles") as pool:
-            results = list(pool.map(one, regions))
-        found = {r: p for r, p in zip(regions, results) if p is not None}
+        found, pending = list_in_regions(self.ads, self.settings.allowed_regions, access_token)
         self.store.merge_profiles(advertiser_id, found, now)
         return ProfilesResult(
             regions_ok=tuple(r.value for r in found),
-            regions_pending=tuple(r.value for r, p in zip(regions, results) if p is None),
+            regions_pending=tuple(r.value for r in pending),
             profile_count=sum(len(p) for p in found.values()),
         )
 
