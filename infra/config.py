@@ -39,7 +39,8 @@ Keys (JSON has no comments, so they are documented here):
     minutes, and a lead of half of that or more would refresh tokens nowhere near expiry.
 ``refresh_concurrency``
     At most this many refresh workers run at once (the SQS event source's maximum concurrency),
-    an integer from 2 (the SQS minimum) to 50. Default 5. It bounds the parallel calls to LwA.
+    an integer from 2 (the SQS minimum) to 50. Default 5. Each worker refreshes its batch of 10
+    at once, so at most 10 × this many calls reach LwA in parallel.
 ``profile_refresh_hours``
     How often an advertiser's profiles are listed again by the refresher, an integer from 1 to
     168 (a week). Default 24.

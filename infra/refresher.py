@@ -136,7 +136,8 @@ class Refresher(Construct):
             },
             timeout=WORKER_TIMEOUT,
             # No reserved concurrency: the event source's maximum concurrency already bounds the
-            # workers (and so the parallel calls to LwA) to refresh_concurrency.
+            # workers to refresh_concurrency (and the parallel calls to LwA to 10 × that, a
+            # batch's records being refreshed at once).
             role_path=storage.reader_role_path,
         ).function
 
