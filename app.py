@@ -24,13 +24,9 @@ from infra.consumer_example import CONTEXT_FLAG, ExampleConsumerStack  # noqa: E
 from infra.stack import AdsAuthStack  # noqa: E402
 
 
-def main() -> None:
-    app = cdk.App()
-    try:
-        config = load_config(app.node.try_get_context("adsauth"))
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        sys.exit(1)
+def build(app: cdk.App) -> AdsAuthStack:
+    """The stacks ops deploy, from the app's context (cdk.json); raises ``ConfigError``."""
+    config = load_config(app.node.try_get_context("adsauth"))
     stack = AdsAuthStack(
         app, "AdsAuth", config=config, description="adsauth: LwA authorization broker"
     )
@@ -42,6 +38,16 @@ def main() -> None:
             description="adsauth example: a downstream function reading brokered access tokens",
         )
     cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    return stack
+
+
+def main() -> None:
+    app = cdk.App()
+    try:
+        build(app)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        sys.exit(1)
     app.synth()
 
 

@@ -90,16 +90,20 @@ def sequential_connect(advertiser_id: str, code: str, verifier: str) -> None:
     s = wiring.get_settings()
     tokens = wiring.lwa_client().exchange_code(Region.NA, code, s.callback_url, verifier)
     vault, ads, now = wiring.vault(), wiring.ads_client(), wiring.now()
-    vault.put_refresh_token(advertiser_id, tokens.refresh_token, now)
-    vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
+    vault.put_grant(advertiser_id, tokens, now, replacing=False)
     profiles, pending = {}, []
     for region in s.allowed_regions:
         try:
             profiles[region] = ads.list_profiles(region, tokens.access_token)
         except AdsApiError:
             pending.append(region)
-    wiring.store().record_connection(advertiser_id=advertiser_id, invitation_hash=None, profiles=profiles,
-                                     pending_regions=pending, token_expires_at=tokens.expires_at, now=now)
+    from adsauth.lifecycle import grant_for
+
+    store = wiring.store()
+    store.complete_connection(advertiser_id=advertiser_id, generation=1, invitation_hash=None, state_hash=None,
+                              grant=grant_for(s, now, tokens, now=now), token_expires_at=tokens.expires_at,
+                              pending_regions=pending, now=now, events=())
+    store.merge_profiles(advertiser_id, profiles, now)
     wiring.store().add_event(advertiser_id, "connected", "manual_exchange", now)
 
 

@@ -18,12 +18,20 @@ from typing import Any, Callable
 
 from adsauth.adapters.http import HttpClient
 from adsauth.adapters.lwa import ClientCredentials, LwaHttpClient
-from adsauth.models import Advertiser, AdvertiserStatus
+from adsauth.models import TokenSet
 from adsauth.refresher import Refresher
 from adsauth.regions import Region, endpoints_from_env
 from local.emulator import Emulator
 from local.gateway import LambdaContext
-from local.simulation import MemoryNotifier, MemoryStore, MemoryVault, NoProfiles, simulate_day, simulation_settings
+from local.simulation import (
+    MemoryNotifier,
+    MemoryStore,
+    MemoryVault,
+    NoProfiles,
+    seed_connected,
+    simulate_day,
+    simulation_settings,
+)
 
 CLIENT_ID = "amzn1.application-oa2-client.bench000000000000000000000000000"
 LWA_LATENCY_MS = 100  # the issue's figure: every LwA refresh call waits this long at the emulator
@@ -98,13 +106,8 @@ def seed_backlog(emulator: CountingEmulator, count: int, prefix: str) -> Backlog
     for i in range(count):
         advertiser_id = f"adv-{prefix}{i:05d}"
         refresh_token = emulator.issue_refresh_token(CLIENT_ID)
-        store.advertisers[advertiser_id] = Advertiser(
-            advertiser_id, f"Shop {i}", "ops@bench.example", Region.NA, AdvertiserStatus.INVITED, now, now
-        )
-        vault.put_refresh_token(advertiser_id, refresh_token, now)
-        vault.put_access_token(advertiser_id, "Atza|seed", now + 600)  # 10 minutes left: due
-        store.record_connection(advertiser_id=advertiser_id, invitation_hash=None, profiles={},
-                                pending_regions=(), token_expires_at=now + 600, now=now)
+        # 10 minutes left: due
+        seed_connected(store, vault, advertiser_id, TokenSet("Atza|seed", refresh_token, now + 600), now, name=f"Shop {i}")
         ids.append(advertiser_id)
         tokens[advertiser_id] = refresh_token
     return Backlog(ids, tokens, store, vault)

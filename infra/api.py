@@ -8,8 +8,8 @@
 | POST /token                | callback | IAM  | ops' manual exchange of a pasted code            |
 
 The connect function never touches a secret; only the callback function reads the LwA client
-secret and writes advertiser secrets. The callback's reserved concurrency
-(``callback_reserved_concurrency``) caps the parallel code exchanges sent to LwA.
+secret, writes advertiser secrets and publishes lifecycle events. The callback's reserved
+concurrency (``callback_reserved_concurrency``) caps the parallel code exchanges sent to LwA.
 
 The stage: explicit throttling (``api_throttle_*``), X-Ray, access logs by route template (never a
 path or query string, so never an invitation token, a code or a state), execution logs at ERROR
@@ -34,7 +34,8 @@ from infra.constants import (
     CONNECT_HANDLER,
     LOG_RETENTION,
 )
-from infra.environment import function_environment, secret_writer_environment
+from infra.environment import function_environment, grant_environment, secret_writer_environment
+from infra.event_bus import LifecycleEventBus
 from infra.firewall import ApiFirewall
 from infra.functions import AdsAuthFunction
 from infra.storage import Storage
@@ -53,6 +54,7 @@ class PublicApi(Construct):
         *,
         config: AdsAuthConfig,
         storage: Storage,
+        event_bus: LifecycleEventBus,
         layers: list[lambda_.ILayerVersion],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -146,6 +148,7 @@ class PublicApi(Construct):
             layers=layers,
             environment={
                 **environment,
+                **grant_environment(config),
                 **secret_writer_environment(storage, creates_refresh_secrets=True),
             },
             timeout=API_FUNCTION_TIMEOUT,
@@ -157,6 +160,7 @@ class PublicApi(Construct):
         storage.grant_table_read_write(self.callback_function)
         storage.grant_client_secret_read(self.callback_function)
         storage.grant_advertiser_secrets_write(self.callback_function)
+        event_bus.grant_publish(self.callback_function)
 
         self.firewall: ApiFirewall | None = None
         if config.waf_enabled:

@@ -24,8 +24,9 @@ Keys (JSON has no comments, so they are documented here):
 ``invitation_ttl_days``
     How long an invitation link stays valid, an integer from 1 to 30. Default 7.
 ``ses_sender``
-    Optional verified SES identity (an email address or a domain). When set, the ops CLI may email
-    invitations. Default ``null``: the CLI prints the link instead.
+    Optional verified SES identity (an email address or a domain) in the stack's region. When set,
+    the ops CLI may email invitations and the refresh worker emails re-consent invitations (it may
+    send from this identity only). Default ``null``: the CLI prints the link instead.
 ``operator_name``
     Optional name shown to advertisers on the consent and result pages, e.g. your agency's name.
 ``refresh_schedule_minutes``
@@ -67,6 +68,16 @@ Keys (JSON has no comments, so they are documented here):
 ``waf_rate_limit``
     With ``waf_enabled``, requests one IP address may make in any 5 minutes before WAF blocks it,
     an integer from 100 to 2000000000. Default 300.
+``grant_lifetime_days``
+    How long an advertiser's Amazon Ads grant lasts after consent, an integer from 1 to 3650.
+    Default 365.
+``grant_expiry_from``
+    A date ``YYYY-MM-DD``: refresh tokens issued on or after it expire ``grant_lifetime_days``
+    after consent (earlier ones do not expire). Default ``2026-06-30``.
+``reconsent_lead_days``
+    How many days before a grant ends the advertiser is invited to consent again: a non-empty list
+    of distinct positive integers, each less than ``grant_lifetime_days``, in any order (passed on
+    largest first). Default ``[30, 7, 1]``.
 ``operator_principal_arns``
     IAM principal ARNs (``*`` allowed, e.g. an SSO permission-set role pattern) that may read the
     LwA client secret and the refresh-token secrets besides the callback and refresh worker roles
@@ -82,6 +93,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Mapping
 
 SCOPES = (
@@ -101,6 +113,7 @@ _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+$")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?P<domain>[^@\s]+)$")
 _ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$")
 _STAGE = re.compile(r"^[A-Za-z0-9_]+$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")  # date.fromisoformat alone accepts 20260630 too
 # An IAM user or role (optionally under a path); '*' and '?' may stand for parts of the name.
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/*?-]+$")
 
@@ -137,6 +150,9 @@ class AdsAuthConfig:
     waf_enabled: bool = False
     waf_rate_limit: int = 300
     operator_principal_arns: tuple[str, ...] = ()
+    grant_lifetime_days: int = 365
+    grant_expiry_from: str = "2026-06-30"
+    reconsent_lead_days: tuple[int, ...] = (30, 7, 1)
 
     @property
     def invitation_ttl_seconds(self) -> int:
@@ -349,6 +365,44 @@ def _check_operators(value: Any, problems: list[str]) -> None:
         )
 
 
+def _is_iso_date(value: Any) -> bool:
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:  # 2026-02-30
+        return False
+    return True
+
+
+def _check_grants(values: Mapping[str, Any], problems: list[str]) -> None:
+    lifetime = values["grant_lifetime_days"]
+    lifetime_ok = _check_int_range("grant_lifetime_days", lifetime, 1, 3650, " (days)", problems)
+    if not _is_iso_date(values["grant_expiry_from"]):
+        problems.append(
+            "grant_expiry_from must be a date 'YYYY-MM-DD' (refresh tokens issued on or after it "
+            f"expire grant_lifetime_days after consent); got {values['grant_expiry_from']!r}"
+        )
+    leads = values["reconsent_lead_days"]
+    if isinstance(leads, tuple):
+        leads = list(leads)
+    if not isinstance(leads, list) or not leads or not all(_is_int(d) and d > 0 for d in leads):
+        problems.append(
+            "reconsent_lead_days must be a non-empty list of positive integers (days before a grant "
+            f"ends when the advertiser is invited to consent again), e.g. [30, 7, 1]; got {leads!r}"
+        )
+        return
+    duplicates = sorted({d for d in leads if leads.count(d) > 1})
+    if duplicates:
+        problems.append(f"reconsent_lead_days lists {duplicates!r} more than once")
+    too_early = sorted(d for d in leads if lifetime_ok and d >= lifetime)
+    if too_early:
+        problems.append(
+            f"reconsent_lead_days must each be less than grant_lifetime_days ({lifetime}): an "
+            f"invitation that early would be due at or before consent; got {too_early!r}"
+        )
+
+
 def _looks_like_secret(key: str) -> bool:
     lowered = key.lower()
     return "secret" in lowered or "password" in lowered
@@ -394,9 +448,11 @@ def load_config(raw: Mapping[str, Any] | str | None) -> AdsAuthConfig:
     _check_api(values, problems)
     _check_waf(values, problems)
     _check_operators(values["operator_principal_arns"], problems)
+    _check_grants(values, problems)
 
     if problems:
         raise ConfigError(problems)
     values["allowed_regions"] = tuple(regions)
     values["operator_principal_arns"] = tuple(values["operator_principal_arns"])
+    values["reconsent_lead_days"] = tuple(sorted(values["reconsent_lead_days"], reverse=True))
     return AdsAuthConfig(**values)

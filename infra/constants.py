@@ -58,6 +58,11 @@ NEEDS_REAUTH_METRIC = "NeedsReauth"
 INVALID_CLIENT_METRIC = "LwaInvalidClient"
 # The dispatcher: age of the oldest access token among the connected advertisers it found due.
 OLDEST_TOKEN_AGE_METRIC = "OldestTokenAgeSeconds"
+# The worker, on every refresh of a connected advertiser whose grant ends within
+# GRANT_EXPIRING_DAYS and who has not completed a re-consent; and when a grant has ended.
+GRANTS_EXPIRING_SOON_METRIC = "GrantsExpiringSoon"
+GRANT_EXPIRED_METRIC = "GrantExpired"
+GRANT_EXPIRING_DAYS = 7  # the worker's window (adsauth.settings grant_alarm_days; a test checks)
 
 # Files of the adsauth package that are the ops CLI, not deployed code.
 CLI_MODULES = frozenset({"cli.py", "__main__.py"})
@@ -80,6 +85,12 @@ def refresh_token_reader_path(stack_name: str) -> str:
 def client_secret_name(stack_name: str) -> str:
     """Secrets Manager name of the LwA client ({"client_id", "client_secret"}), set by ops."""
     return f"{SERVICE_NAME}/{stack_name}/lwa_client"
+
+
+def event_bus_name(stack_name: str) -> str:
+    """The stack's EventBridge bus, where the functions publish lifecycle events (source
+    ``adsauth``); a fixed name, so downstream stacks can put rules on it by name."""
+    return f"{SERVICE_NAME}-{stack_name}"
 
 
 def advertiser_secret_prefix(stack_name: str) -> str:

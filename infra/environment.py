@@ -34,6 +34,16 @@ def function_environment(
     return env
 
 
+def grant_environment(config: AdsAuthConfig) -> dict[str, str]:
+    """For the functions that work out when an advertiser's grant ends and when to invite them to
+    consent again (callback, dispatcher, refresh worker)."""
+    return {
+        "GRANT_LIFETIME_DAYS": str(config.grant_lifetime_days),
+        "GRANT_EXPIRY_FROM": config.grant_expiry_from,
+        "RECONSENT_LEAD_DAYS": ",".join(str(days) for days in config.reconsent_lead_days),
+    }
+
+
 def secret_writer_environment(storage: Storage, *, creates_refresh_secrets: bool) -> dict[str, str]:
     """For functions that create advertiser secrets: the key to create them with and, for the
     exchange path (the only one creating refresh-token secrets), who may read them."""

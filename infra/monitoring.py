@@ -16,6 +16,10 @@ means and what to do (a test checks that every alarm has its entry).
 | ``lwa-rejects-client``     | LwA answered ``invalid_client``: client id/secret wrong or rotated|
 | ``api-5xx``                | the API answered ≥ 3 server errors in 5 minutes                   |
 | ``token-expired``          | a connected advertiser's access token is older than its lifetime  |
+| ``grant-expiring``         | a grant ends within 7 days and its re-consent is not completed    |
+
+``GrantExpired`` (a grant ended: its advertiser must authorize again) has no alarm of its own:
+``grant-expiring`` fired for that advertiser during the week before. It is on the dashboard.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from constructs import Construct
 
 from infra.api import PublicApi
 from infra.constants import (
+    GRANT_EXPIRED_METRIC,
+    GRANT_EXPIRING_DAYS,
+    GRANTS_EXPIRING_SOON_METRIC,
     INVALID_CLIENT_METRIC,
     NEEDS_REAUTH_METRIC,
     OLDEST_TOKEN_AGE_METRIC,
@@ -51,6 +58,9 @@ REFRESH_FAILURES_THRESHOLD = 5  # failed attempts in REFRESH_FAILURES_PERIOD
 REFRESH_FAILURES_PERIOD = Duration.minutes(15)
 API_5XX_THRESHOLD = 3  # server errors in 5 minutes
 TOKEN_AGE_MIN_PERIOD_MINUTES = 10
+# The worker counts an expiring grant on each refresh of its advertiser, about every 48 minutes:
+# an hour always holds one.
+GRANT_EXPIRING_PERIOD = Duration.hours(1)
 ALARM_SLUGS = (
     "refresh-failing",
     "refresh-dlq-not-empty",
@@ -59,6 +69,7 @@ ALARM_SLUGS = (
     "lwa-rejects-client",
     "api-5xx",
     "token-expired",
+    "grant-expiring",
 )
 
 
@@ -219,6 +230,13 @@ class Monitoring(Construct):
                 ),
                 ACCESS_TOKEN_SECONDS,
             ),
+            AlarmSpec(
+                "grant-expiring",
+                f"an advertiser's Amazon Ads grant ends within {GRANT_EXPIRING_DAYS} days and the "
+                "re-consent invitations have not been completed",
+                self.metric(GRANTS_EXPIRING_SOON_METRIC, period=GRANT_EXPIRING_PERIOD),
+                1,
+            ),
         ]
 
     # --- dashboard -------------------------------------------------------------------------
@@ -262,8 +280,13 @@ class Monitoring(Construct):
                 ],
             ),
             self._graph(
-                "Re-authorization needed / LwA rejects our client",
-                [self.metric(NEEDS_REAUTH_METRIC, period=hour), self.metric(INVALID_CLIENT_METRIC)],
+                "Re-authorization needed, grants expiring or expired / LwA rejects our client",
+                [
+                    self.metric(NEEDS_REAUTH_METRIC, period=hour),
+                    self.metric(GRANTS_EXPIRING_SOON_METRIC, period=hour),
+                    self.metric(GRANT_EXPIRED_METRIC, period=hour),
+                    self.metric(INVALID_CLIENT_METRIC),
+                ],
             ),
         )
         dashboard.add_widgets(

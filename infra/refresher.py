@@ -13,14 +13,17 @@ The alarms on all of it live in ``infra.monitoring``; the worker publishes per-a
 (re-authorization needed, LwA refusing our client) to the same alert topic.
 
 The dispatcher never touches a secret. Only the worker reads refresh tokens and the LwA client
-secret; it stores access tokens without being able to read them back.
+secret; it stores access tokens in the secrets the exchange path created, without being able to
+create or read one. Both publish lifecycle events; with ``ses_sender`` the worker also emails
+re-consent invitations, from that identity only.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -42,7 +45,8 @@ from infra.constants import (
     WORKER_HANDLER,
     WORKER_TIMEOUT,
 )
-from infra.environment import function_environment, secret_writer_environment
+from infra.environment import function_environment, grant_environment, secret_writer_environment
+from infra.event_bus import LifecycleEventBus
 from infra.functions import AdsAuthFunction
 from infra.storage import Storage
 
@@ -59,6 +63,7 @@ class Refresher(Construct):
         storage: Storage,
         public_base_url: str,
         alert_topic: sns.ITopic,
+        event_bus: LifecycleEventBus,
         layers: list[lambda_.ILayerVersion],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -105,6 +110,7 @@ class Refresher(Construct):
 
         environment = {
             **function_environment(config, storage, public_base_url),
+            **grant_environment(config),
             "REFRESH_QUEUE_URL": self.queue.queue_url,
             "ALERT_TOPIC_ARN": self.alert_topic.topic_arn,
             "REFRESH_LEAD_SECONDS": str(config.refresh_lead_seconds),
@@ -153,12 +159,36 @@ class Refresher(Construct):
 
         storage.grant_table_read_write(self.dispatcher)
         self.queue.grant_send_messages(self.dispatcher)
+        event_bus.grant_publish(self.dispatcher)
 
         storage.grant_table_read_write(self.worker)
         storage.grant_client_secret_read(self.worker)
         storage.grant_refresh_secrets_read_write(self.worker)
         storage.grant_access_secrets_write(self.worker)
         self.alert_topic.grant_publish(self.worker)
+        event_bus.grant_publish(self.worker)
+        if config.ses_sender:
+            self._grant_send_email(config.ses_sender)
+
+    def _grant_send_email(self, sender: str) -> None:
+        """``ses:SendEmail`` (re-consent invitations) on the sender's SES identity only: for an
+        address, the address and its domain (IAM checks whichever of the two ops verified), and
+        only with that address as From; for a domain, addresses of that domain."""
+        _, at, domain = sender.rpartition("@")
+        if at:
+            identities, from_address = [sender, domain], {"StringEquals": {"ses:FromAddress": sender}}
+        else:
+            identities, from_address = [sender], {"StringLike": {"ses:FromAddress": f"*@{sender}"}}
+        stack = Stack.of(self)
+        iam.Grant.add_to_principal(
+            grantee=self.worker,
+            actions=["ses:SendEmail"],
+            resource_arns=[
+                stack.format_arn(service="ses", resource="identity", resource_name=identity)
+                for identity in identities
+            ],
+            conditions=from_address,
+        )
 
     def _schedule(self, minutes: int) -> None:
         every = Duration.minutes(minutes)

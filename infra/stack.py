@@ -9,6 +9,7 @@ from constructs import Construct
 
 from infra.api import PublicApi
 from infra.config import AdsAuthConfig
+from infra.event_bus import LifecycleEventBus
 from infra.functions import powertools_layer
 from infra.monitoring import AlertTopic, Monitoring
 from infra.refresher import Refresher
@@ -29,7 +30,10 @@ class AdsAuthStack(Stack):
         )
         layers = [powertools_layer(self)]
         self.alerts = AlertTopic(self, "Alerts", alert_email=config.alert_email)
-        self.api = PublicApi(self, "Api", config=config, storage=self.storage, layers=layers)
+        self.event_bus = LifecycleEventBus(self, "Events")
+        self.api = PublicApi(
+            self, "Api", config=config, storage=self.storage, event_bus=self.event_bus, layers=layers
+        )
         # The refresher gets the API's base URL (built from the API id, so no cycle: nothing in
         # the API refers to the refresher).
         self.refresher = Refresher(
@@ -39,6 +43,7 @@ class AdsAuthStack(Stack):
             storage=self.storage,
             public_base_url=self.api.public_base_url,
             alert_topic=self.alerts.topic,
+            event_bus=self.event_bus,
             layers=layers,
         )
         self.monitoring = Monitoring(
@@ -104,6 +109,11 @@ class AdsAuthStack(Stack):
                 self.alerts.topic.topic_arn,
                 "Alarms and alerts (refresh failures, re-authorization needed, DLQs): subscribe here",
             ),
+            "EventBusName": (
+                self.event_bus.bus.event_bus_name,
+                "EventBridge bus of the lifecycle events (source adsauth): put your rules here",
+            ),
+            "EventBusArn": (self.event_bus.bus.event_bus_arn, "ARN of the lifecycle event bus"),
             "RefreshQueueUrl": (self.refresher.queue.queue_url, "Queue of advertisers to refresh"),
             "RefreshDlqUrl": (
                 self.refresher.dead_letter_queue.queue_url,

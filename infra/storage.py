@@ -12,9 +12,9 @@ Secrets:
   by the functions. Grants to them are given by this construct so that the ARN patterns live in one
   place:
 
-  ``grant_advertiser_secrets_write`` (callback: create/read/put both kinds),
+  ``grant_advertiser_secrets_write`` (callback: create/read/put/delete both kinds),
   ``grant_refresh_secrets_read_write`` (refresh worker: read/put refresh tokens),
-  ``grant_access_secrets_write`` (refresh worker: create/put access tokens, no read) and
+  ``grant_access_secrets_write`` (refresh worker: put access tokens; no create, no read) and
   ``grant_read_tokens`` (downstream: read access tokens, look up advertisers; nothing else).
 
 Every secret (the client secret here, the advertiser secrets at runtime with ``KmsKeyId``) is
@@ -49,7 +49,9 @@ from infra.constants import (
     refresh_token_reader_path,
 )
 
-# What the callback/exchange path does with an advertiser's secrets; nothing wider.
+# What the callback/exchange path does with an advertiser's secrets; nothing wider. DeleteSecret:
+# a grant whose completion lost a race against a revoke must not leave its tokens behind, so the
+# callback deletes the secrets it has just written.
 ADVERTISER_SECRET_WRITE_ACTIONS = (
     "secretsmanager:CreateSecret",
     "secretsmanager:PutSecretValue",
@@ -57,6 +59,7 @@ ADVERTISER_SECRET_WRITE_ACTIONS = (
     "secretsmanager:DescribeSecret",
     "secretsmanager:TagResource",
     "secretsmanager:UpdateSecret",
+    "secretsmanager:DeleteSecret",
 )
 # The refresher reads an advertiser's refresh token and stores the one LwA may send back.
 REFRESH_SECRET_READ_WRITE_ACTIONS = (
@@ -64,13 +67,12 @@ REFRESH_SECRET_READ_WRITE_ACTIONS = (
     "secretsmanager:PutSecretValue",
     "secretsmanager:DescribeSecret",
 )
-# The refresher stores new access tokens; it creates the secret (with its tags) if the exchange
-# path stopped between the refresh and the access token. It never reads one.
+# The refresher stores each new access token in the advertiser's existing access-token secret
+# (PutSecretValue). The exchange path creates that secret; the refresher never creates one, nor
+# reads one.
 ACCESS_SECRET_WRITE_ACTIONS = (
-    "secretsmanager:CreateSecret",
     "secretsmanager:PutSecretValue",
     "secretsmanager:DescribeSecret",
-    "secretsmanager:TagResource",
 )
 # Downstream: read an access token and find the advertiser of a profile. Nothing else.
 TOKEN_READ_SECRET_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
@@ -313,8 +315,8 @@ class Storage(Construct):
         )
 
     def grant_advertiser_secrets_write(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Create, store and read refresh- and access-token secrets (the exchange path), and put
-        the readers-only resource policy on refresh-token secrets."""
+        """Create, store, read and delete refresh- and access-token secrets (the exchange path),
+        and put the readers-only resource policy on refresh-token secrets."""
         grant = iam.Grant.add_to_principal(
             grantee=grantee,
             actions=list(ADVERTISER_SECRET_WRITE_ACTIONS),
@@ -349,7 +351,7 @@ class Storage(Construct):
         return grant.combine(self._grant_key(grantee, KMS_WRITE_ACTIONS, [self.refresh_secrets_arn]))
 
     def grant_access_secrets_write(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Store access tokens (the refresher); no read."""
+        """Store access tokens in existing secrets (the refresher); no create, no read."""
         grant = self._grant_advertiser_secrets(grantee, "access", ACCESS_SECRET_WRITE_ACTIONS)
         return grant.combine(self._grant_key(grantee, KMS_WRITE_ACTIONS, [self.access_secrets_arn]))
 

@@ -3,7 +3,10 @@
 Starts moto server, the LwA/Ads emulator and the local gateway; stores the LwA client secret;
 invites an advertiser with the ops CLI; follows the emailed link like a browser (cookies,
 redirects, Allow on Amazon's consent page); then shows what adsauth recorded: status, profiles per
-region and the access token's expiry — never a token value.
+region, the access token's expiry and the grant's 365-day end — never a token value. Then a
+refresh cycle, a downstream call, and the year's end: 30 days before the grant ends the refresher
+e-mails a re-consent link, the advertiser completes it while a downstream reader keeps reading,
+and no read fails. The lifecycle events a consumer's EventBridge rule received are listed.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def main() -> int:
     client._clock = clock  # and the downstream client's
     step("starting the local stack (moto server as AWS, LwA + Ads API emulator, local API gateway)")
     with LocalStack(clock=clock) as stack:
+        stack.enable_email()  # SES (moto) with a verified sender: invitations and re-consents are e-mailed
+        stack.emulator.grant_lifetime_seconds = 365 * 86400  # Amazon's 2026 grants end after a year
         print(f"API:            {stack.base_url}")
         print(f"LwA emulator:   {stack.emulator.base_url}")
         print(f"callback URL:   {stack.callback_url}   (register this in the LwA console)")
@@ -81,6 +86,12 @@ def main() -> int:
 
         step("a downstream Lambda: adsauth.client.AdsApiSession(profile).list_profiles()")
         ok = downstream_call(advertiser_id) and ok
+
+        step("335 days later: 30 days before the grant ends, the refresher starts a re-consent")
+        ok = reconsent(stack, clock, advertiser_id) and ok
+
+        step("lifecycle events a consumer's EventBridge rule received (source adsauth → SQS)")
+        ok = show_events(stack, advertiser_id) and ok
     print(f"\ndemo finished in {time.monotonic() - started:.1f} s; everything stopped")
     return 0 if ok else 1
 
@@ -120,6 +131,69 @@ def refresh_cycle(stack, clock: ShiftClock, advertiser_id: str) -> bool:
     again, _ = stack.scheduler().tick()
     print(f"next minute:      {again} due — nothing to refresh, no LwA call")
     return replaced and moved > 0 and again == 0
+
+
+def reconsent(stack, clock: ShiftClock, advertiser_id: str) -> bool:
+    import threading
+
+    from local.browser import Browser
+
+    from adsauth.client import clear_cache, get_access_token
+    from adsauth.wiring import store
+
+    before = store().get_advertiser(advertiser_id)
+    clock.offset = before.grant_expires_at - 30 * 86400 + 60 - time.time()
+    sent = len(stack.sent_emails())
+    dispatched, report = stack.scheduler().tick()
+    adv = store().get_advertiser(advertiser_id)
+    mails = stack.sent_emails()[sent:]
+    print(f"dispatcher:       {dispatched} due; worker processed {report.processed} (token refreshed, re-consent started)")
+    print(f"status:           {adv.status.value}, re-consent pending: {adv.reconsent_pending}, "
+          f"invitation generation {adv.generation} (older links no longer work)")
+    if len(mails) != 1:
+        print("error: no re-consent e-mail was sent", file=sys.stderr)
+        return False
+    mail = mails[0]
+    print(f"e-mailed to:      {mail.destinations['ToAddresses'][0]} — \"{mail.subject}\"")
+    link = next(w for w in mail.body.split() if "/connect/" in w)
+    reads, failures, stop = [], [], threading.Event()
+
+    def downstream():  # a Lambda reading a token all the time, never from its cache
+        while not stop.is_set():
+            clear_cache()
+            try:
+                get_access_token(advertiser_id=advertiser_id)
+                reads.append(1)
+            except Exception as exc:  # noqa: BLE001 - counted
+                failures.append(type(exc).__name__)
+
+    reader = threading.Thread(target=downstream)
+    reader.start()
+    try:
+        browser = Browser()
+        consent = browser.open(link)
+        final = browser.follow(browser.click(consent, "allow"))
+    finally:
+        stop.set()
+        reader.join(30)
+    after = store().get_advertiser(advertiser_id)
+    print(f"advertiser:       opens the link, clicks Allow → {_title(final.text)!r}")
+    print(f"downstream reads: {len(reads)} during the re-consent, {len(failures)} failed (no gap)")
+    print(f"grant expires:    {when(before.grant_expires_at)} → {when(after.grant_expires_at)} "
+          f"(365 days after the new consent); re-consent pending: {after.reconsent_pending}")
+    return (final.url.endswith("/result/connected") and not failures and reads != []
+            and after.grant_expires_at > before.grant_expires_at and not after.reconsent_pending)
+
+
+def show_events(stack, advertiser_id: str) -> bool:
+    stack.scheduler().dispatch()  # the scheduled run also relays whatever the outbox still holds
+    received = [e for e in stack.received_events(wait_seconds=1) if e["detail"].get("advertiserId") == advertiser_id]
+    for e in received:
+        d = e["detail"]
+        extra = {k: d[k] for k in ("purpose", "generation", "grantExpiresAt", "leadDays", "source") if k in d}
+        print(f"    {e['detail-type']:<22} {json.dumps(extra)}")
+    types = {e["detail-type"] for e in received}
+    return {"AdvertiserInvited", "AdvertiserConnected", "GrantExpiring", "ReconsentCompleted"} <= types
 
 
 def downstream_call(advertiser_id: str) -> bool:
@@ -166,6 +240,8 @@ def show_advertiser(advertiser_id: str) -> bool:
     expires_at = json.loads(secret["SecretString"])["expires_at"]
     print(f"access token:     stored in Secrets Manager, expires {when(expires_at)} "
           f"(in {int((expires_at - time.time()) // 60)} min); value not shown")
+    print(f"grant expires:    {when(advertiser.grant_expires_at)} — Amazon ends it 365 days after the consent "
+          f"({when(advertiser.consented_at)}); re-consent e-mails go out 30, 7 and 1 days before")
     regions_seen = {p.region.value for p in profiles}
     return advertiser.status.value == "connected" and regions_seen == {"NA", "EU", "FE"}
 

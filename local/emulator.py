@@ -102,6 +102,7 @@ class _Grant:
     client_id: str
     scope: str
     revoked: bool = False
+    consented_at: float = 0.0
 
 
 @dataclass
@@ -178,6 +179,11 @@ class Emulator:
         self.clock = clock
         self.rotate_refresh_tokens = False
         self.timeout_sleep_s = 30.0
+        # Amazon's 2026 grants: a refresh token ends this long after the consent (None: never),
+        # and a refresh does not extend it; with ``send_refresh_token_expires_in`` the token
+        # response says so (draft-ietf-oauth-refresh-token-expiration)
+        self.grant_lifetime_seconds: float | None = None
+        self.send_refresh_token_expires_in = False
         self.calls: list[dict] = []
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -296,6 +302,8 @@ class Emulator:
             self.calls.clear()
             self.rotate_refresh_tokens = False
             self.timeout_sleep_s = 30.0
+            self.grant_lifetime_seconds = None
+            self.send_refresh_token_expires_in = False
 
     # ---- inspection and test helpers ----------------------------------------------------------
     def count(self, endpoint: str, region: str | None = None, grant_type: str | None = None) -> int:
@@ -307,14 +315,19 @@ class Emulator:
                 and (grant_type is None or c["grant_type"] == grant_type)
             )
 
-    def issue_refresh_token(self, client_id: str, user_id: str = DEFAULT_USER, region: str = "NA") -> str:
-        """Create a grant as if the user had consented in ``region`` and return its refresh token."""
+    def issue_refresh_token(
+        self, client_id: str, user_id: str = DEFAULT_USER, region: str = "NA", consented_at: float | None = None
+    ) -> str:
+        """Create a grant as if the user had consented in ``region`` (at ``consented_at``, default
+        now) and return its refresh token."""
         if region.upper() not in REGIONS:
             raise ValueError("region must be NA, EU or FE")
         with self._lock:
             if client_id not in self._clients or user_id not in self._users:
                 raise ValueError("unknown client or user")
             grant = self._new_grant(user_id, client_id, "advertising::campaign_management")
+            if consented_at is not None:
+                grant.consented_at = consented_at
             return self._issue_tokens(grant, None)["refresh_token"]
 
     def access_token_info(self, token: str) -> dict | None:
@@ -487,6 +500,8 @@ class Emulator:
             grant = self._grants.get(self._refresh_tokens.get(token, ""))
             if grant is None or grant.revoked:
                 raise _oauth_error(400, "invalid_grant", REVOKED)
+            if self.grant_lifetime_seconds is not None and self.clock() >= grant.consented_at + self.grant_lifetime_seconds:
+                raise _oauth_error(400, "invalid_grant", "The refresh token has expired")
             if grant.client_id != client.client_id:
                 raise _oauth_error(400, "invalid_grant", "The refresh token was issued to another client")
             if self.rotate_refresh_tokens:
@@ -495,7 +510,7 @@ class Emulator:
             return self._issue_tokens(grant, token)
 
     def _new_grant(self, user_id: str, client_id: str, scope: str) -> _Grant:
-        grant = _Grant(secrets.token_hex(8), user_id, client_id, scope)
+        grant = _Grant(secrets.token_hex(8), user_id, client_id, scope, consented_at=self.clock())
         self._grants[grant.grant_id] = grant
         return grant
 
@@ -505,8 +520,11 @@ class Emulator:
         if refresh_token is None:
             refresh_token = "Atzr|" + secrets.token_urlsafe(96)
             self._refresh_tokens[refresh_token] = grant.grant_id
-        return {"access_token": access_token, "refresh_token": refresh_token, "token_type": "bearer",
-                "expires_in": ACCESS_TOKEN_TTL_SECONDS}
+        answer = {"access_token": access_token, "refresh_token": refresh_token, "token_type": "bearer",
+                  "expires_in": ACCESS_TOKEN_TTL_SECONDS}
+        if self.send_refresh_token_expires_in and self.grant_lifetime_seconds is not None:
+            answer["refresh_token_expires_in"] = int(grant.consented_at + self.grant_lifetime_seconds - self.clock())
+        return answer
 
     def _profiles(self, h: "_Handler", region: str, query: dict, repeated: set[str]) -> None:
         scheme, _, token = (h.headers.get("Authorization") or "").partition(" ")

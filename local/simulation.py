@@ -19,208 +19,28 @@ from collections import deque
 from dataclasses import replace
 from typing import Callable
 
-from adsauth.errors import GrantInvalid, LwaUnavailable, RefreshTokenMissing, RefreshTokenSuperseded
-from adsauth.models import (
-    Advertiser,
-    AdvertiserStatus,
-    DueAdvertiser,
-    DueSchedule,
-    Lease,
-    StoredRefreshToken,
-    TokenEvent,
-    TokenSet,
-)
+from adsauth.errors import GrantInvalid, LwaUnavailable
+from adsauth.models import Advertiser, AdvertiserStatus, Grant, TokenSet
 from adsauth.refresher import Refresher
 from adsauth.regions import Region
 from adsauth.settings import settings_from_env
+from local.memory import MemoryMailer, MemoryPublisher, MemoryStore, MemoryVault
 
 CONNECTED = AdvertiserStatus.CONNECTED
+__all__ = ["MemoryMailer", "MemoryPublisher", "MemoryStore", "MemoryVault", "seed_connected", "simulate_day"]
 
 
-class MemoryStore:
-    """The refresher's part of the table (and the advertisers and profiles it shares)."""
-
-    def __init__(self, schedule: DueSchedule | None = None) -> None:
-        self.schedule = schedule or DueSchedule()
-        self.advertisers: dict[str, Advertiser] = {}
-        self.profiles: dict[str, dict[tuple, object]] = {}
-        self.due: dict[str, float] = {}  # the sparse byExpiry index: connected advertisers only
-        self.leases: dict[str, tuple[str, float]] = {}
-        self.fences: dict[str, int] = {}
-        self.events: list[TokenEvent] = []
-        self.paused: tuple[str, float] | None = None
-        self.due_queries = 0
-        self.lock = threading.RLock()
-
-    def get_advertiser(self, advertiser_id):
-        return self.advertisers.get(advertiser_id)
-
-    def list_advertisers(self):
-        return [self.advertisers[k] for k in sorted(self.advertisers)]
-
-    def list_profiles(self, advertiser_id):
-        return list(self.profiles.get(advertiser_id, {}).values())
-
-    def set_status(self, advertiser_id, status, reason, now, *, unless=None):
-        with self.lock:
-            adv = self.advertisers[advertiser_id]
-            if unless is not None and adv.status is unless:
-                return False
-            self.advertisers[advertiser_id] = replace(adv, status=status, status_reason=reason, updated_at=now)
-            if status is not CONNECTED:
-                self.due.pop(advertiser_id, None)
-            return True
-
-    def record_connection(self, *, advertiser_id, invitation_hash, profiles, pending_regions, token_expires_at, now):
-        with self.lock:
-            pending = tuple(pending_regions)
-            self.merge_profiles(advertiser_id, profiles, now)
-            self.advertisers[advertiser_id] = replace(
-                self.advertisers[advertiser_id], status=CONNECTED, status_reason="", token_expires_at=token_expires_at,
-                connected_at=now, pending_regions=pending, profiles_at=now, last_refresh_error="",
-            )
-            self.due[advertiser_id] = self.schedule.deadline(token_expires_at, now, pending)
-
-    def merge_profiles(self, advertiser_id, found, now):
-        with self.lock:
-            stored = self.profiles.setdefault(advertiser_id, {})
-            for region, items in found.items():
-                seen = {p.profile_id for p in items}
-                for p in items:
-                    stored[(region, p.profile_id)] = replace(p, status="active", removed_at=None)
-                for (known_region, pid), old in list(stored.items()):
-                    if known_region == region and pid not in seen and old.status != "removed":
-                        stored[(known_region, pid)] = replace(old, status="removed", removed_at=now)
-
-    # --- due index ---------------------------------------------------------------------------
-    def due_advertisers(self, before):
-        with self.lock:
-            self.due_queries += 1
-            return [DueAdvertiser(a, repr(d)) for a, d in sorted(self.due.items()) if d < before]
-
-    def snooze(self, due, until):
-        with self.lock:
-            if due.advertiser_id not in self.due or repr(self.due[due.advertiser_id]) != due.due_sk:
-                return False
-            self.due[due.advertiser_id] = until
-            return True
-
-    def set_deadline(self, advertiser_id, due_at):
-        with self.lock:
-            if self.advertisers[advertiser_id].status is CONNECTED:
-                self.due[advertiser_id] = due_at
-
-    # --- lease ---------------------------------------------------------------------------------
-    def acquire_lease(self, advertiser_id, owner, now, until):
-        with self.lock:
-            held = self.leases.get(advertiser_id)
-            if advertiser_id not in self.advertisers or (held and held[1] >= now):
-                return None
-            self.leases[advertiser_id] = (owner, until)
-            self.fences[advertiser_id] = self.fences.get(advertiser_id, 0) + 1
-            return Lease(advertiser_id, owner, self.fences[advertiser_id], until), self.advertisers[advertiser_id]
-
-    def _holds(self, lease):
-        held = self.leases.get(lease.advertiser_id)
-        return bool(held) and held[0] == lease.owner and self.fences.get(lease.advertiser_id) == lease.fence
-
-    def hold_lease(self, lease, now, until):
-        with self.lock:
-            if not self._holds(lease):
-                return None
-            self.leases[lease.advertiser_id] = (lease.owner, until)
-            return replace(lease, until=until)
-
-    def release_lease(self, lease):
-        with self.lock:
-            if self._holds(lease):
-                del self.leases[lease.advertiser_id]
-
-    # --- outcomes ------------------------------------------------------------------------------
-    def record_refresh(self, advertiser_id, *, lease, token_expires_at, due_at, now, profiles_at=None, pending_regions=None):
-        with self.lock:
-            adv = self.advertisers[advertiser_id]
-            if not self._holds(lease) or adv.status is not CONNECTED:
-                return False
-            changes = dict(token_expires_at=token_expires_at, last_refresh_at=now, updated_at=now, last_refresh_error="")
-            if profiles_at is not None:
-                changes.update(profiles_at=profiles_at, pending_regions=tuple(pending_regions or ()))
-            self.advertisers[advertiser_id] = replace(adv, **changes)
-            self.due[advertiser_id] = due_at
-            return True
-
-    def record_refresh_error(self, advertiser_id, reason, now):
-        with self.lock:
-            self.advertisers[advertiser_id] = replace(self.advertisers[advertiser_id], last_refresh_error=reason)
-
-    def mark_needs_reauth(self, advertiser_id, reason, now, lease):
-        with self.lock:
-            if not self._holds(lease) or self.advertisers[advertiser_id].status is not CONNECTED:
-                return False
-            return self.set_status(advertiser_id, AdvertiserStatus.NEEDS_REAUTH, reason, now)
-
-    def add_event(self, advertiser_id, event, cause, now):
-        with self.lock:
-            self.events.append(TokenEvent(advertiser_id, now, event, cause))
-
-    def list_events(self, advertiser_id, limit=20):
-        return [e for e in reversed(self.events) if e.advertiser_id == advertiser_id][:limit]
-
-    def platform_paused_until(self, now):
-        return self.paused[1] if self.paused and self.paused[1] > now else None
-
-    def pause_platform(self, reason, now, until):
-        with self.lock:
-            if self.platform_paused_until(now) is not None:
-                return False
-            self.paused = (reason, until)
-            return True
-
-
-class MemoryVault:
-    """Refresh and access tokens; each refresh-token version can be replaced once."""
-
-    def __init__(self) -> None:
-        self.refresh: dict[str, str] = {}
-        self.versions: dict[str, str] = {}
-        self.access: dict[str, tuple[str, float]] = {}
-        self.order: list[str] = []
-        self._replaced: set[str] = set()
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-
-    def get_refresh_token(self, advertiser_id):
-        with self._lock:
-            if advertiser_id not in self.refresh:
-                raise RefreshTokenMissing()
-            return StoredRefreshToken(self.refresh[advertiser_id], self.versions[advertiser_id])
-
-    def _store(self, advertiser_id, token):
-        if advertiser_id in self.versions:
-            self._replaced.add(self.versions[advertiser_id])
-        self.refresh[advertiser_id], self.versions[advertiser_id] = token, f"v{next(self._ids)}"
-        self.order.append("refresh")
-
-    def put_refresh_token(self, advertiser_id, refresh_token, issued_at):
-        with self._lock:
-            self._store(advertiser_id, refresh_token)
-
-    def replace_refresh_token(self, advertiser_id, refresh_token, issued_at, *, replaces, fence):
-        with self._lock:
-            if replaces in self._replaced or advertiser_id not in self.refresh:
-                raise RefreshTokenSuperseded()
-            self._store(advertiser_id, refresh_token)
-
-    def put_access_token(self, advertiser_id, access_token, expires_at):
-        with self._lock:
-            self.access[advertiser_id] = (access_token, expires_at)
-            self.order.append("access")
-
-    def delete_tokens(self, advertiser_id):
-        with self._lock:
-            self.refresh.pop(advertiser_id, None)
-            self.versions.pop(advertiser_id, None)
-            self.access.pop(advertiser_id, None)
+def seed_connected(store, vault, advertiser_id: str, tokens: TokenSet, now: float, *, grant: Grant | None = None,
+                   region: Region = Region.NA, name: str = "Shop") -> Advertiser:
+    """A connected advertiser, as a completed consent leaves it (for simulations and tests)."""
+    grant = grant or Grant(now, None, "none")
+    advertiser = Advertiser(advertiser_id, name, "ops@sim.example", region, CONNECTED, now, now,
+                            token_expires_at=tokens.expires_at, connected_at=now, profiles_at=now,
+                            consented_at=grant.consented_at, grant_expires_at=grant.expires_at,
+                            grant_expiry_basis=grant.basis)
+    vault.put_grant(advertiser_id, tokens, now, replacing=False)
+    store.create_advertiser(advertiser, None, ())
+    return advertiser
 
 
 class SimulatedLwa:
@@ -328,13 +148,8 @@ def simulate_day(
     for i in range(advertisers):
         advertiser_id = f"adv-sim{i:05d}"
         now = start - rng.uniform(0, 86400)
-        store.advertisers[advertiser_id] = Advertiser(advertiser_id, f"Shop {i}", "ops@sim.example", Region.NA,
-                                                      AdvertiserStatus.INVITED, now, now)
         tokens = lwa.grant(expires_at=start + rng.uniform(lead_seconds + step_seconds, lwa.lifetime))
-        vault.put_refresh_token(advertiser_id, tokens.refresh_token, now)
-        vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
-        store.record_connection(advertiser_id=advertiser_id, invitation_hash=None, profiles={},
-                                pending_regions=(), token_expires_at=tokens.expires_at, now=now)
+        seed_connected(store, vault, advertiser_id, tokens, now, name=f"Shop {i}")
         t = start
         while (t := t + rng.expovariate(reads_per_hour / 3600)) < start + hours * 3600:
             reads.append((t, advertiser_id))

@@ -26,6 +26,8 @@ SECRET_PREFIX = "adsauth/local/advertisers/"
 REFRESH_QUEUE = "adsauth-local-refresh"
 REFRESH_DLQ = "adsauth-local-refresh-dlq"
 ALERT_TOPIC = "adsauth-local-alerts"
+EVENT_BUS = "adsauth-local"
+EVENTS_QUEUE = "adsauth-local-events"  # a consumer's rule: every adsauth event to this queue
 MAX_RECEIVE_COUNT = 5  # as deployed: a job that failed 5 times moves to the DLQ
 OPERATOR_KEYS = ("AKIALOCALOPERATOR000", "local-operator-secret-key")  # fake IAM identity for POST /token
 
@@ -54,7 +56,7 @@ class LocalStack:
         self.emulator: Emulator | None = None
         self.gateway: LocalGateway | None = None
         self._saved_env: dict[str, str | None] = {}
-        self.queue_url = self.dlq_url = self.topic_arn = ""
+        self.queue_url = self.dlq_url = self.topic_arn = self.events_queue_url = ""
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> "LocalStack":
@@ -136,7 +138,17 @@ class LocalStack:
             QueueName=REFRESH_QUEUE, Attributes={"VisibilityTimeout": "30", "RedrivePolicy": json.dumps(redrive)}
         )["QueueUrl"]
         self.topic_arn = boto3.client("sns").create_topic(Name=ALERT_TOPIC)["TopicArn"]
-        self._set_env({"REFRESH_QUEUE_URL": self.queue_url, "ALERT_TOPIC_ARN": self.topic_arn})
+        # the stack's bus, and a consumer as the README shows one: a rule with an SQS target
+        events = boto3.client("events")
+        events.create_event_bus(Name=EVENT_BUS)
+        self.events_queue_url = sqs.create_queue(QueueName=EVENTS_QUEUE)["QueueUrl"]
+        events_queue_arn = sqs.get_queue_attributes(
+            QueueUrl=self.events_queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="adsauth-consumer", EventBusName=EVENT_BUS, EventPattern=json.dumps({"source": ["adsauth"]}))
+        events.put_targets(Rule="adsauth-consumer", EventBusName=EVENT_BUS,
+                           Targets=[{"Id": "consumer", "Arn": events_queue_arn}])
+        self._set_env({"REFRESH_QUEUE_URL": self.queue_url, "ALERT_TOPIC_ARN": self.topic_arn,
+                       "EVENT_BUS_NAME": EVENT_BUS})
 
     def put_client_secret(self, value: dict) -> None:
         import boto3
@@ -164,6 +176,41 @@ class LocalStack:
         callback._idempotency.cache_clear()
 
     # --- conveniences ----------------------------------------------------------------------------
+    def received_events(self, wait_seconds: float = 0.0) -> list[dict]:
+        """What the consumer's queue received since the last call (EventBridge envelopes)."""
+        import boto3
+
+        sqs, received = boto3.client("sqs"), []
+        while True:
+            answer = sqs.receive_message(QueueUrl=self.events_queue_url, MaxNumberOfMessages=10,
+                                         WaitTimeSeconds=int(wait_seconds))
+            messages = answer.get("Messages", [])
+            if not messages:
+                return received
+            for m in messages:
+                received.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=m["ReceiptHandle"])
+            wait_seconds = 0
+
+    def enable_email(self, sender: str = "adsauth@agency.example") -> None:
+        """SES as ops configure it (``SES_SENDER``, a verified identity): invitations and
+        re-consents are e-mailed; ``sent_emails()`` reads what moto's SES accepted."""
+        import boto3
+
+        boto3.client("ses").verify_email_identity(EmailAddress=sender)
+        self._set_env({"SES_SENDER": sender})
+
+    def disable_email(self) -> None:
+        self._set_env({"SES_SENDER": ""})
+
+    @staticmethod
+    def sent_emails() -> list:
+        """Messages moto's SES accepted (the server runs in this process)."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+
+        return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
+
     def scheduler(self):
         """The EventBridge schedule and the SQS event source, run by hand (see ``local.scheduler``)."""
         from local.scheduler import LocalScheduler

@@ -32,6 +32,28 @@ class InvitationUsed(InvitationError):
     message = "The invitation has already been completed."
 
 
+class InvitationReplaced(InvitationError):
+    """A newer generation exists: the link was replaced (reinvite, re-consent), cancelled or
+    the advertiser was revoked. Such a link starts nothing and completes nothing."""
+
+    code = "invitation_replaced"
+    message = "The invitation was replaced by a newer one or withdrawn."
+
+
+class InvitationBusy(InvitationError):
+    """Another flow of the same invitation is exchanging its code right now."""
+
+    code = "in_progress"
+    message = "Another sign-in of this invitation is being completed."
+
+
+class TooManyAttempts(InvitationError):
+    """The invitation's cap on open flows or on token calls in a window was reached."""
+
+    code = "too_many_attempts"
+    message = "Too many sign-in attempts for this invitation; wait and try again."
+
+
 # --- OAuth state -------------------------------------------------------------------------------
 class StateError(AdsAuthError):
     code = "state_invalid"
@@ -66,6 +88,14 @@ class InvalidRequest(AdsAuthError):
 class AdvertiserUnknown(AdsAuthError):
     code = "advertiser_unknown"
     message = "The advertiser is not known."
+
+
+class TransitionRefused(AdsAuthError):
+    """A lifecycle transition whose condition did not hold: nothing was changed. The message
+    is fixed per transition and says why (see ``adsauth.lifecycle``)."""
+
+    code = "transition_refused"
+    message = "The advertiser changed meanwhile; nothing was done."
 
 
 # --- Login with Amazon -------------------------------------------------------------------------
@@ -124,6 +154,13 @@ class RefreshTokenSuperseded(AdsAuthError):
 
     code = "refresh_token_superseded"
     message = "A newer refresh token was stored meanwhile; this one is discarded."
+
+
+class TokensDeleted(AdsAuthError):
+    """The advertiser's secrets are gone (revoked meanwhile); the refresher never recreates them."""
+
+    code = "tokens_deleted"
+    message = "The advertiser's token secrets were deleted meanwhile."
 
 
 class RefreshTokenUnsaved(AdsAuthError):

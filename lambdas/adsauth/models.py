@@ -15,6 +15,12 @@ class AdvertiserStatus(str, enum.Enum):
     FAILED = "failed"
     NEEDS_REAUTH = "needs_reauth"
     REVOKED = "revoked"
+    CANCELLED = "cancelled"  # its invitation was cancelled before it ever connected
+
+
+# statuses in which an attempt's outcome (declined, failed) may be recorded: never over a grant
+# that works (connected) nor over an operator's decision (revoked, cancelled, needs_reauth)
+ATTEMPT_STATUSES = frozenset({AdvertiserStatus.INVITED, AdvertiserStatus.DECLINED, AdvertiserStatus.FAILED})
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,15 @@ class Invitation:
     created_at: float
     expires_at: float
     completed_at: float | None = None
+    generation: int = 1  # the advertiser's generation it was issued in; older ones are dead
+    purpose: str = "invite"  # invite | reinvite | reconsent
+    claimed_by: str | None = None  # the state hash of the flow exchanging a code right now
+    claim_until: float | None = None
+    # fixed-window counters (window number, count): flows opened, token calls made
+    flow_window: int = 0
+    flows: int = 0
+    call_window: int = 0
+    calls: int = 0
 
 
 @dataclass
@@ -43,6 +58,21 @@ class Advertiser:
     profiles_at: float | None = None  # last listing of the profiles (any outcome)
     last_refresh_at: float | None = None
     last_refresh_error: str = ""  # why the last refresh failed (an error code), "" after a success
+    # the invitation generation: bumped by reinvite, re-consent, cancel and revoke; a link or a
+    # state of an older generation is dead
+    generation: int = 1
+    invitation_hash: str = ""  # the open invitation of this generation ("" when none)
+    invitation_expires_at: float | None = None
+    invitation_purpose: str = ""
+    # the grant (the refresh token's consent): when it was given and when Amazon ends it
+    consented_at: float | None = None
+    grant_expires_at: float | None = None
+    grant_expiry_basis: str = ""  # consent | token_response | unknown_consent | none (see grants)
+    reconsent_pending: bool = False  # a re-consent invitation is out; the grant still serves
+    reconsent_leads_sent: tuple[int, ...] = ()  # the lead days whose re-consent was started
+
+    def invitation_open(self, now: float) -> bool:
+        return bool(self.invitation_hash) and (self.invitation_expires_at or 0) > now
 
 
 @dataclass(frozen=True)
@@ -55,6 +85,7 @@ class PendingAuthorization:
     region: Region
     code_challenge: str
     created_at: float
+    generation: int = 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +93,39 @@ class TokenSet:
     access_token: str = field(repr=False)
     refresh_token: str = field(repr=False)
     expires_at: float = 0.0
+    # draft-ietf-oauth-refresh-token-expiration: seconds the refresh token lives, when LwA says
+    refresh_token_expires_in: float | None = None
+
+
+@dataclass(frozen=True)
+class GrantReceipt:
+    """Which secret versions a new grant replaced (None: none), so a completion that lost its
+    commit can put them back. Version ids only, no value."""
+
+    previous_refresh_version: str | None
+    new_refresh_version: str
+    previous_access_version: str | None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """When a grant was given and when it ends (``expires_at`` None: no known end)."""
+
+    consented_at: float | None
+    expires_at: float | None
+    basis: str  # consent | token_response | unknown_consent | none
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """One event for the systems around adsauth (EventBridge, source ``adsauth``). ``detail``
+    holds ids, statuses, times and reasons only: never a token, code, state or e-mail body."""
+
+    detail_type: str
+    advertiser_id: str
+    detail: dict
+    event_id: str = ""
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -137,8 +201,13 @@ class DueSchedule:
         last = profiles_at or 0.0
         return last + (self.pending_retry_seconds if pending else self.profile_refresh_seconds)
 
-    def deadline(self, token_expires_at: float, profiles_at: float | None, pending: tuple | list) -> float:
-        return min(token_expires_at, self.profiles_due_at(profiles_at, pending) + self.lead_seconds)
+    def deadline(
+        self, token_expires_at: float, profiles_at: float | None, pending: tuple | list, grant_ends_at: float | None = None
+    ) -> float:
+        """``grant_ends_at``: a grant's known end, which the refresher must see before it comes
+        (it moves the advertiser to ``needs_reauth`` within the lead window)."""
+        due = min(token_expires_at, self.profiles_due_at(profiles_at, pending) + self.lead_seconds)
+        return min(due, grant_ends_at) if grant_ends_at is not None else due
 
     def token_due(self, token_expires_at: float | None, now: float) -> bool:
         return token_expires_at is None or token_expires_at - now <= self.lead_seconds
@@ -176,7 +245,7 @@ class TokenEvent:
 
     advertiser_id: str
     at: float
-    event: str  # connected | refreshed | rotated | revoked | needs_reauth
+    event: str  # invited | connected | refreshed | rotated | revoked | cancelled | needs_reauth | …
     cause: str
 
 
@@ -203,3 +272,5 @@ class RefreshResult:
     rotated: bool = False
     token_expires_at: float | None = None
     profiles: ProfilesResult | None = None
+    reconsent_lead: int | None = None  # a re-consent was started for this lead (days)
+    grant_expiring: bool = False  # the grant ends within the alarm window, not re-consented

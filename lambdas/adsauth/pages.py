@@ -72,6 +72,18 @@ PAGES: dict[str, tuple[int, str, str]] = {
         "This account is already connected",
         "This invitation has been completed, so there is nothing more to do. You can close this window.",
     ),
+    "invitation_replaced": (
+        410,
+        "This link was replaced",
+        "A newer link replaced this one, or it was withdrawn. Please use the most recent link "
+        "{operator} sent you, or ask for a new one.",
+    ),
+    "too_many_attempts": (
+        429,
+        "Too many attempts",
+        "This link was opened too many times in a short while. Please wait a few minutes and "
+        "open it again.",
+    ),
     "state_invalid": (400, "This sign-in can't be completed", "The sign-in is not valid or was already used. " + AGAIN),
     "state_replayed": (400, "This sign-in can't be completed", "The sign-in is not valid or was already used. " + AGAIN),
     "state_expired": (400, "This sign-in took too long", "Sign-ins must be finished within 10 minutes. " + AGAIN),

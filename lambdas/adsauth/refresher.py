@@ -46,8 +46,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Callable
+
+from adsauth import events
+from adsauth.events import relay
+from adsauth.lifecycle import REFUSED, expiring_soon, grant_end, grant_ended, new_invitation, reconsent_due
+from adsauth.mail import reconsent_email
 
 from adsauth.errors import (
     AdvertiserUnknown,
@@ -58,6 +64,8 @@ from adsauth.errors import (
     RefreshTokenMissing,
     RefreshTokenSuperseded,
     RefreshTokenUnsaved,
+    TokensDeleted,
+    TransitionRefused,
 )
 from adsauth.models import (
     Advertiser,
@@ -69,7 +77,7 @@ from adsauth.models import (
     StoredRefreshToken,
 )
 from adsauth.profiles import list_in_regions
-from adsauth.ports import LwaRefresher, Notifier, ProfilesClient, RefreshQueue, RefreshStore, RefreshVault
+from adsauth.ports import EventPublisher, LwaRefresher, Mailer, Notifier, ProfilesClient, RefreshQueue, RefreshStore, RefreshVault
 from adsauth.regions import Region
 from adsauth.settings import Settings
 
@@ -78,6 +86,7 @@ LWA_TRUST_SECONDS = 60  # after LwA accepted our client, calls may run in parall
 ROTATED_SAVE_ATTEMPTS = 4  # a rotated refresh token is the only copy of the grant: try hard
 ROTATED_SAVE_BACKOFF_CAP = 4.0
 SQS_BATCH = 10
+REVOKE_ATTEMPTS = 3
 
 
 def _when(epoch: float | None) -> str:
@@ -99,7 +108,11 @@ class Refresher:
         queue: RefreshQueue | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        publisher: EventPublisher | None = None,
+        mailer: Mailer | None = None,
     ) -> None:
+        self.publisher = publisher
+        self.mailer = mailer
         self.settings = settings
         self.schedule = settings.due_schedule
         self.store = store
@@ -149,15 +162,27 @@ class Refresher:
         return self._run(advertiser_id, force_token=True, force_profiles=True)
 
     def revoke(self, advertiser_id: str, *, cause: str = "operator") -> None:
-        """Delete both token secrets and mark the advertiser ``revoked``; its records and history
-        stay. (LwA has no revocation endpoint: the grant itself ends when the advertiser removes
-        the app in their Amazon account, or by disuse.)"""
-        if self.store.get_advertiser(advertiser_id) is None:
-            raise AdvertiserUnknown()
-        now = self.clock()
+        """Mark the advertiser ``revoked`` with a new generation **first** (no refresh, link or
+        state of it can write anything from then on), then delete both token secrets; its
+        records and history stay. (LwA has no revocation endpoint: the grant itself ends when the
+        advertiser removes the app in their Amazon account, or by disuse.)"""
+        for _ in range(REVOKE_ATTEMPTS):  # an operator's revoke always wins: re-read and retry
+            advertiser = self.store.get_advertiser(advertiser_id)
+            if advertiser is None:
+                raise AdvertiserUnknown()
+            now = self.clock()
+            announced = [events.revoked(advertiser_id, cause=cause, now=now)]
+            if self.store.revoke_advertiser(advertiser, cause=cause, now=now, events=announced):
+                break
+        else:
+            raise TransitionRefused(REFUSED["changed"])
         self.vault.delete_tokens(advertiser_id)
-        self.store.set_status(advertiser_id, AdvertiserStatus.REVOKED, cause, now)
         self.store.add_event(advertiser_id, "revoked", cause, now)
+        relay(self.store, self.publisher, announced)
+
+    def relay_events(self) -> int:
+        """Publish what the outbox still holds (the dispatcher, every run)."""
+        return relay(self.store, self.publisher)
 
     def _run(self, advertiser_id: str, *, force_token: bool, force_profiles: bool) -> RefreshResult:
         now = self.clock()
@@ -179,12 +204,18 @@ class Refresher:
         try:
             if advertiser.status is not AdvertiserStatus.CONNECTED:
                 return RefreshResult(advertiser_id, "not_connected", reason=advertiser.status.value)
+            if grant_ended(advertiser, now, self.schedule.lead_seconds):
+                return self._needs_reauth(advertiser, lease, "grant_expired")  # before LwA refuses it
+            reconsent = self._maybe_reconsent(advertiser, now)
+            if reconsent:
+                advertiser = self.store.get_advertiser(advertiser_id) or advertiser
             if not self._due(advertiser, now, force_token, force_profiles):
-                return self._fresh(advertiser)  # refreshed by the previous holder
+                return replace(self._fresh(advertiser), reconsent_lead=reconsent, grant_expiring=expiring_soon(advertiser, self.settings, now))
             cause = "forced" if force_token else (
                 "schedule" if self.schedule.token_due(advertiser.token_expires_at, now) else "profiles")
             try:
-                return self._refresh_held(advertiser, lease, cause, force_profiles)
+                result = self._refresh_held(advertiser, lease, cause, force_profiles)
+                return replace(result, reconsent_lead=reconsent, grant_expiring=expiring_soon(advertiser, self.settings, now))
             except (LwaError, RefreshTokenUnsaved):
                 raise  # its reason is recorded already
             except Exception:  # a secret or table write failed: SQS delivers the job again
@@ -192,6 +223,55 @@ class Refresher:
                 raise
         finally:
             self.store.release_lease(lease)
+
+    # --- grant expiry and re-consent ---------------------------------------------------------------
+    def _maybe_reconsent(self, advertiser: Advertiser, now: float) -> int | None:
+        """Start a re-consent when a lead time before the grant's end has passed: a fresh
+        invitation of the next generation (emailed when a mailer is configured), events, and
+        ``reconsent_pending`` while the advertiser stays connected. Returns the lead (days)."""
+        leads = reconsent_due(advertiser, self.settings, now)
+        if not leads:
+            return None
+        lead = min(leads)  # several passed (an import late in its year): one invitation, the nearest lead
+        # valid until the grant ends (the next lead's link replaces it): never a gap without a link
+        ttl = max(self.settings.invitation_ttl_seconds, int((advertiser.grant_expires_at or now) - now))
+        invitation, token = new_invitation(
+            advertiser, purpose="reconsent", now=now, ttl_seconds=ttl, generation=advertiser.generation + 1,
+        )
+        emailed = self.mailer is not None
+        announced = [
+            events.grant_expiring(advertiser.advertiser_id, grant_expires_at=advertiser.grant_expires_at or now,
+                                  basis=advertiser.grant_expiry_basis, lead_days=lead, generation=invitation.generation,
+                                  emailed=emailed, now=now),
+            events.invited(advertiser.advertiser_id, region=advertiser.region.value, generation=invitation.generation,
+                           purpose="reconsent", expires_at=invitation.expires_at, now=now),
+        ]
+        if not self.store.issue_invitation(advertiser, invitation, now=now, events=announced, reconsent_leads=leads,
+                                           quiet_since=now - self.settings.state_ttl_seconds):
+            return None  # changed meanwhile, or the advertiser is using the current link right now: next run
+        self.store.add_event(advertiser.advertiser_id, "reconsent", f"{lead}_days", now)
+        if self.mailer is not None:
+            subject, body = reconsent_email(self.settings, advertiser, self.settings.invitation_url(token),
+                                            invitation.expires_at, advertiser.grant_expires_at or now)
+            try:
+                self.mailer.send(advertiser.email, subject, body)
+            except Exception:  # noqa: BLE001 - the operator is told below; the next lead sends again
+                emailed = False
+        if not emailed or advertiser.grant_expiry_basis == "unknown_consent":
+            self.notifier.alert(
+                "adsauth: an advertiser's grant ends soon",
+                f"Advertiser {advertiser.name} ({advertiser.advertiser_id}): its Amazon Ads grant ends "
+                f"{'at the earliest ' if advertiser.grant_expiry_basis == 'unknown_consent' else ''}"
+                f"{_when(advertiser.grant_expires_at)}.\n\n"
+                + ("A re-consent invitation was emailed to the advertiser.\n" if emailed else
+                   "A re-consent invitation was created but not emailed (no SES sender configured, or SES failed).\n"
+                   f"Send the advertiser a link with:\n    python -m adsauth reinvite {advertiser.advertiser_id}\n"),
+            )
+        self._announce(announced)
+        return lead
+
+    def _announce(self, announced) -> None:
+        relay(self.store, self.publisher, announced)
 
     def _profiles_due_at(self, advertiser: Advertiser) -> float:
         last = advertiser.profiles_at or advertiser.connected_at
@@ -203,7 +283,12 @@ class Refresher:
             or force_profiles
             or self.schedule.token_due(advertiser.token_expires_at, now)
             or self._profiles_due_at(advertiser) <= now
+            or grant_ended(advertiser, now, self.schedule.lead_seconds)
         )
+
+    def _deadline(self, advertiser: Advertiser, token_expires_at: float, profiles_at: float | None, pending) -> float:
+        return self.schedule.deadline(token_expires_at, profiles_at, pending,
+                                      grant_end(advertiser.grant_expires_at, advertiser.grant_expiry_basis))
 
     def _fresh(self, advertiser: Advertiser) -> RefreshResult:
         # Queued although nothing is due (a duplicate, a snoozed deadline): put the deadline back
@@ -212,7 +297,7 @@ class Refresher:
             last = advertiser.profiles_at or advertiser.connected_at
             self.store.set_deadline(
                 advertiser.advertiser_id,
-                self.schedule.deadline(advertiser.token_expires_at, last, advertiser.pending_regions),
+                self._deadline(advertiser, advertiser.token_expires_at, last, advertiser.pending_regions),
             )
         return RefreshResult(advertiser.advertiser_id, "fresh", token_expires_at=advertiser.token_expires_at)
 
@@ -245,9 +330,12 @@ class Refresher:
             except RefreshTokenSuperseded:
                 return RefreshResult(advertiser_id, "superseded", reason="refresh_token_superseded")
         held = self.store.hold_lease(lease, now, now + self.settings.refresh_lease_seconds)
-        if held is None:
+        if held is None:  # lost, or the advertiser is no longer connected (revoked meanwhile)
             return RefreshResult(advertiser_id, "superseded", reason="lease_lost")
-        self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
+        try:
+            self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
+        except TokensDeleted:  # revoked after the lease check: the secret is never created again
+            return RefreshResult(advertiser_id, "not_connected", reason="tokens_deleted")
 
         profiles, profiles_at, pending = None, advertiser.profiles_at or advertiser.connected_at, advertiser.pending_regions
         # profiles ride along with the token refresh that comes before they are due
@@ -258,7 +346,7 @@ class Refresher:
             advertiser_id,
             lease=held,
             token_expires_at=tokens.expires_at,
-            due_at=self.schedule.deadline(tokens.expires_at, profiles_at, pending),
+            due_at=self._deadline(advertiser, tokens.expires_at, profiles_at, pending),
             now=now,
             profiles_at=now if profiles is not None else None,
             pending_regions=pending if profiles is not None else None,
@@ -342,9 +430,21 @@ class Refresher:
 
     def _needs_reauth(self, advertiser: Advertiser, lease: Lease, reason: str) -> RefreshResult:
         advertiser_id, now = advertiser.advertiser_id, self.clock()
-        if not self.store.mark_needs_reauth(advertiser_id, reason, now, lease):
+        announced = [events.needs_reauth(advertiser_id, reason=reason, grant_expires_at=advertiser.grant_expires_at, now=now)]
+        if not self.store.mark_needs_reauth(advertiser_id, reason, now, lease, announced):
             return RefreshResult(advertiser_id, "superseded", reason="lease_lost")
         self.store.add_event(advertiser_id, "needs_reauth", reason, now)
+        self._announce(announced)
+        if reason == "grant_expired":
+            self.notifier.alert(
+                "adsauth: an advertiser's grant is ending without re-consent",
+                f"Advertiser {advertiser.name} ({advertiser_id}): its Amazon Ads grant ends "
+                f"({_when(advertiser.grant_expires_at)}, Amazon's limit after its consent) and no re-consent was completed.\n"
+                "It is now needs_reauth; downstream calls fail with NeedsReauthorization once its current "
+                "access token runs out.\n\nWhat to do: send the advertiser a new authorization link:\n"
+                f"    python -m adsauth reinvite {advertiser_id}\n",
+            )
+            return RefreshResult(advertiser_id, "needs_reauth", reason=reason)
         self.notifier.alert(
             "adsauth: an advertiser must authorize again",
             f"Advertiser {advertiser.name} ({advertiser_id}) must authorize adsauth again.\n\n"

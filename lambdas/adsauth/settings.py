@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from functools import lru_cache
 from typing import Mapping
 
@@ -15,6 +16,12 @@ from adsauth.regions import Endpoints, Region, endpoints_from_env
 
 DEFAULT_SCOPE = "advertising::campaign_management"
 ACCESS_TOKEN_SECONDS = 3600  # what LwA grants; the lead window must stay well inside it
+DAY = 86400
+# Amazon Ads: refresh tokens issued on or after this date expire GRANT_LIFETIME_DAYS after the
+# advertiser's consent, and refreshing does not extend them (token guide, release notes)
+DEFAULT_GRANT_EXPIRY_FROM = "2026-06-30"
+DEFAULT_GRANT_LIFETIME_DAYS = 365
+DEFAULT_RECONSENT_LEAD_DAYS = (30, 7, 1)
 
 
 class SettingsError(ValueError):
@@ -49,6 +56,18 @@ class Settings:
     # aws:PrincipalArn patterns that may read a refresh-token secret; everyone else is denied by a
     # resource policy put on each one (REFRESH_SECRET_READERS, comma-separated)
     refresh_secret_readers: tuple[str, ...] = ()
+    # grants (see ``adsauth.grants``)
+    grant_expiry_from: float = datetime(2026, 6, 30, tzinfo=timezone.utc).timestamp()
+    grant_lifetime_seconds: int = DEFAULT_GRANT_LIFETIME_DAYS * DAY
+    reconsent_lead_days: tuple[int, ...] = DEFAULT_RECONSENT_LEAD_DAYS
+    grant_alarm_days: int = 7  # GrantsExpiringSoon while a grant ends within this, not re-consented
+    # lifecycle events (EventBridge); empty: no events are written
+    event_bus_name: str = ""
+    # per invitation: flows opened and token calls made within a window (see ``lifecycle``)
+    max_flows_per_window: int = 10
+    max_token_calls_per_window: int = 5
+    attempt_window_seconds: int = 600
+    claim_seconds: int = 60  # how long one flow may hold the invitation while exchanging its code
 
     @property
     def due_schedule(self) -> DueSchedule:
@@ -98,6 +117,19 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     if lead >= ACCESS_TOKEN_SECONDS // 2:
         # a longer lead would refresh every token at nearly every run
         raise SettingsError("environment variable REFRESH_LEAD_SECONDS must be below 1800")
+    try:
+        grant_from = date.fromisoformat(env.get("GRANT_EXPIRY_FROM", "").strip() or DEFAULT_GRANT_EXPIRY_FROM)
+    except ValueError:
+        raise SettingsError("environment variable GRANT_EXPIRY_FROM must be a date (YYYY-MM-DD)") from None
+    lifetime_days = int(_number(env, "GRANT_LIFETIME_DAYS", DEFAULT_GRANT_LIFETIME_DAYS, int))
+    try:
+        leads = tuple(sorted({int(d) for d in (env.get("RECONSENT_LEAD_DAYS", "").strip() or "30,7,1").split(",") if d.strip()}, reverse=True))
+    except ValueError:
+        leads = ()
+    if not leads or leads[-1] <= 0 or leads[0] >= lifetime_days:
+        raise SettingsError(
+            "environment variable RECONSENT_LEAD_DAYS must be comma-separated days, each above 0 and below GRANT_LIFETIME_DAYS"
+        )
     return Settings(
         table_name=_require(env, "TABLE_NAME"),
         public_base_url=_require(env, "PUBLIC_BASE_URL").rstrip("/"),
@@ -123,6 +155,10 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         refresh_secret_readers=tuple(
             r.strip() for r in env.get("REFRESH_SECRET_READERS", "").split(",") if r.strip()
         ),
+        grant_expiry_from=datetime(grant_from.year, grant_from.month, grant_from.day, tzinfo=timezone.utc).timestamp(),
+        grant_lifetime_seconds=lifetime_days * DAY,
+        reconsent_lead_days=leads,
+        event_bus_name=env.get("EVENT_BUS_NAME", "").strip(),
     )
 
 

@@ -82,7 +82,28 @@ def ads_client() -> AdsApiHttpClient:
 def store() -> DynamoStore:
     from adsauth.adapters.table import DynamoStore
 
-    return DynamoStore(table=table(), schedule=get_settings().due_schedule)
+    s = get_settings()
+    return DynamoStore(table=table(), schedule=s.due_schedule, events_enabled=bool(s.event_bus_name))
+
+
+@lru_cache(maxsize=1)
+def publisher():
+    """EventBridge for lifecycle events (``EVENT_BUS_NAME``); None without a bus."""
+    from adsauth.adapters.outbox import EventBridgePublisher
+
+    s = get_settings()
+    if not s.event_bus_name:
+        return None
+    return EventBridgePublisher(client=boto3_session().client("events"), bus_name=s.event_bus_name)
+
+
+@lru_cache(maxsize=1)
+def mailer():
+    """SES for invitation and re-consent e-mails (``SES_SENDER``); None without a sender."""
+    from adsauth.adapters.notify import SesMailer
+
+    s = get_settings()
+    return SesMailer(client=boto3_session().client("ses"), sender=s.ses_sender) if s.ses_sender else None
 
 
 @lru_cache(maxsize=1)
@@ -101,7 +122,8 @@ def vault() -> SecretsManagerVault:
 @lru_cache(maxsize=1)
 def onboarding() -> Onboarding:
     return Onboarding(
-        settings=get_settings(), store=store(), vault=vault(), lwa=lwa_client(), ads=ads_client(), clock=now
+        settings=get_settings(), store=store(), vault=vault(), lwa=lwa_client(), ads=ads_client(), clock=now,
+        publisher=publisher(),
     )
 
 
@@ -122,12 +144,13 @@ def refresher() -> Refresher:
     queue = SqsRefreshQueue(client=boto3_session().client("sqs"), queue_url=s.refresh_queue_url) if s.refresh_queue_url else None
     return Refresher(
         settings=s, store=store(), vault=vault(), lwa=lwa_client(), ads=ads_client(),
-        notifier=notifier, queue=queue, clock=now,
+        notifier=notifier, queue=queue, clock=now, publisher=publisher(), mailer=mailer(),
     )
 
 
 def reset() -> None:
     """Forget every cached adapter (tests that change the environment call this)."""
-    for factory in (boto3_session, table, http_client, lwa_client, ads_client, store, vault, onboarding, refresher):
+    for factory in (boto3_session, table, http_client, lwa_client, ads_client, store, vault, publisher, mailer,
+                    onboarding, refresher):
         factory.cache_clear()
     get_settings.cache_clear()

@@ -4,6 +4,10 @@ callback concurrency, an operator principal) and the example consumer of the def
 
 Bundling is skipped (``aws:cdk:bundling-stacks: []``); the feature flags are the ones in cdk.json,
 so the tests see what ``cdk synth`` ships. cdk-nag runs as in app.py.
+
+``app_synth`` (on first use) goes the way ``cdk synth`` does: cdk.json's whole context, its
+``adsauth`` block with ``APP_OVERRIDES``, read by ``app.build`` from the App's context (where jsii
+drops the keys whose value is null).
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ DEFAULT_CONFIG = {
     "waf_enabled": False,
     "waf_rate_limit": 300,
     "operator_principal_arns": [],
+    "grant_lifetime_days": 365,
+    "grant_expiry_from": "2026-06-30",
+    "reconsent_lead_days": [30, 7, 1],
 }
 
 DOMAIN_CONFIG = {
@@ -69,6 +76,15 @@ DOMAIN_CONFIG = {
     "waf_enabled": True,
     "waf_rate_limit": 1000,
     "operator_principal_arns": [OPERATOR_ARN],
+}
+
+
+# Non-default grant settings (leads out of order) and a domain as the SES sender.
+APP_OVERRIDES = {
+    "grant_lifetime_days": 180,
+    "grant_expiry_from": "2027-01-15",
+    "reconsent_lead_days": [7, 30, 14],
+    "ses_sender": "example.com",
 }
 
 
@@ -104,9 +120,35 @@ class Synth:
         return (self.stack, self.domain_stack, self.consumer_stack)
 
 
+class AppSynth:
+    def __init__(self) -> None:
+        import app as cdk_app
+
+        context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+        self.app = App(
+            context={
+                **context,
+                "adsauth": {**context["adsauth"], **APP_OVERRIDES},
+                "aws:cdk:bundling-stacks": [],
+            }
+        )
+        self.stack = cdk_app.build(self.app)
+        self.template = Template.from_stack(self.stack)
+
+
 @pytest.fixture(scope="session")
 def synth() -> Synth:
     return Synth()
+
+
+@pytest.fixture(scope="session")
+def app_synth() -> AppSynth:
+    return AppSynth()
+
+
+@pytest.fixture(scope="session")
+def app_cfn(app_synth: AppSynth) -> dict:
+    return app_synth.template.to_json()
 
 
 @pytest.fixture(scope="session")

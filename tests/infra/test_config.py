@@ -46,6 +46,23 @@ def test_minimal_config_takes_documented_defaults():
     assert config.invitation_ttl_seconds == 7 * 86400
     assert config.refresh_lead_seconds == 12 * 60
     assert config.profile_refresh_seconds == 24 * 3600
+    assert (config.grant_lifetime_days, config.grant_expiry_from) == (365, "2026-06-30")
+    assert config.reconsent_lead_days == (30, 7, 1)
+
+
+def test_grant_settings_accept_their_range_and_leads_come_largest_first():
+    config = load_config(
+        {
+            "client_id": CLIENT_ID,
+            "grant_lifetime_days": 3650,
+            "grant_expiry_from": "2024-02-29",
+            "reconsent_lead_days": [1, 3649, 60],
+        }
+    )
+    assert config.grant_lifetime_days == 3650
+    assert config.reconsent_lead_days == (3649, 60, 1)  # a tuple: frozen, hashable
+    config = load_config({"client_id": CLIENT_ID, "grant_lifetime_days": 2, "reconsent_lead_days": [1]})
+    assert config.reconsent_lead_days == (1,)
 
 
 def test_full_config_with_custom_domain_and_sender():
@@ -229,6 +246,32 @@ def test_context_may_be_a_json_string():
         (
             {"operator_principal_arns": ["arn:aws:sts::123456789012:assumed-role/Ops/me"]},
             "operator_principal_arns may only hold IAM user or role ARNs",
+        ),
+        ({"grant_lifetime_days": 0}, "grant_lifetime_days must be an integer from 1 to 3650"),
+        ({"grant_lifetime_days": 3651}, "grant_lifetime_days must be an integer from 1 to 3650"),
+        ({"grant_lifetime_days": "365"}, "grant_lifetime_days must be an integer from 1 to 3650"),
+        ({"grant_lifetime_days": True}, "grant_lifetime_days must be an integer from 1 to 3650"),
+        ({"grant_expiry_from": "30.06.2026"}, "grant_expiry_from must be a date 'YYYY-MM-DD'"),
+        ({"grant_expiry_from": "20260630"}, "grant_expiry_from must be a date 'YYYY-MM-DD'"),
+        ({"grant_expiry_from": "2026-02-30"}, "grant_expiry_from must be a date 'YYYY-MM-DD'"),
+        ({"grant_expiry_from": "2026-06-30T00:00"}, "grant_expiry_from must be a date 'YYYY-MM-DD'"),
+        ({"grant_expiry_from": None}, "grant_expiry_from must be a date 'YYYY-MM-DD'"),
+        ({"reconsent_lead_days": []}, "reconsent_lead_days must be a non-empty list of positive integers"),
+        ({"reconsent_lead_days": 30}, "reconsent_lead_days must be a non-empty list of positive integers"),
+        ({"reconsent_lead_days": [30, 0]}, "reconsent_lead_days must be a non-empty list of positive integers"),
+        ({"reconsent_lead_days": [30, -7]}, "reconsent_lead_days must be a non-empty list of positive integers"),
+        ({"reconsent_lead_days": [30, "7"]}, "reconsent_lead_days must be a non-empty list of positive integers"),
+        ({"reconsent_lead_days": [30, True]}, "reconsent_lead_days must be a non-empty list of positive integers"),
+        ({"reconsent_lead_days": [30, 7.5]}, "reconsent_lead_days must be a non-empty list of positive integers"),
+        ({"reconsent_lead_days": [30, 7, 30]}, "reconsent_lead_days lists [30] more than once"),
+        (
+            {"reconsent_lead_days": [365, 30]},
+            "reconsent_lead_days must each be less than grant_lifetime_days (365): an invitation "
+            "that early would be due at or before consent; got [365]",
+        ),
+        (
+            {"grant_lifetime_days": 20, "reconsent_lead_days": [30, 7, 1]},
+            "reconsent_lead_days must each be less than grant_lifetime_days (20)",
         ),
     ],
 )

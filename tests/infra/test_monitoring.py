@@ -10,6 +10,9 @@ import pytest
 
 from infra.bundling import LAMBDAS_DIR
 from infra.constants import (
+    GRANT_EXPIRED_METRIC,
+    GRANT_EXPIRING_DAYS,
+    GRANTS_EXPIRING_SOON_METRIC,
     INVALID_CLIENT_METRIC,
     METRICS_NAMESPACE,
     NEEDS_REAUTH_METRIC,
@@ -94,6 +97,18 @@ def test_each_alarm_watches_what_its_runbook_entry_says(cfn):
     assert dimensions == {"ApiName": dimensions["ApiName"], "Stage": "${" + stage_id + "}"}
     # token-expired: the oldest connected advertiser's token is older than its 60-minute lifetime.
     assert watched("token-expired") == ("adsauth", OLDEST_TOKEN_AGE_METRIC, "Maximum", 600, powertools, 3600)
+    # grant-expiring: the worker counts each refresh (about every 48 min) of an advertiser whose
+    # grant ends within 7 days, not re-consented; one in an hour is enough.
+    assert watched("grant-expiring") == ("adsauth", GRANTS_EXPIRING_SOON_METRIC, "Sum", 3600, powertools, 1)
+    assert alarms["grant-expiring"]["EvaluationPeriods"] == 1
+    assert "DatapointsToAlarm" not in alarms["grant-expiring"]
+    assert f"ends within {GRANT_EXPIRING_DAYS} days" in alarms["grant-expiring"]["AlarmDescription"]
+
+
+def test_the_grant_alarm_window_is_the_workers():
+    from adsauth.settings import Settings
+
+    assert Settings.__dataclass_fields__["grant_alarm_days"].default == GRANT_EXPIRING_DAYS
 
 
 def test_token_age_period_spans_two_dispatcher_runs(domain_cfn):
@@ -112,6 +127,8 @@ def test_alarms_watch_metrics_the_code_emits():
         NEEDS_REAUTH_METRIC,
         INVALID_CLIENT_METRIC,
         OLDEST_TOKEN_AGE_METRIC,
+        GRANTS_EXPIRING_SOON_METRIC,
+        GRANT_EXPIRED_METRIC,
     ):
         assert f'"{name}"' in handlers, f"no handler emits {name}"
 
@@ -160,6 +177,8 @@ def test_the_dashboard_shows_every_alarm_and_figure(variant):
         NEEDS_REAUTH_METRIC,
         INVALID_CLIENT_METRIC,
         OLDEST_TOKEN_AGE_METRIC,
+        GRANTS_EXPIRING_SOON_METRIC,
+        GRANT_EXPIRED_METRIC,
         "ApproximateNumberOfMessagesVisible",
         "5XXError",
         "Throttles",
@@ -242,3 +261,16 @@ def test_the_runbook_quotes_the_code_correctly():
     assert f"{PLATFORM_PAUSE_SECONDS // 60} minutes (`PLATFORM_PAUSE_SECONDS`)" in runbook
     key = json.dumps({name: {"S": value} for name, value in PLATFORM_KEY.items()}, separators=(",", ":"))
     assert f"--key '{key}'" in runbook  # the command that ends an invalid_client pause
+
+
+def test_the_grant_expiring_entry_names_its_metrics_and_commands():
+    entry = _runbook_entries()["grant-expiring"]
+    for text in (
+        f"`{GRANTS_EXPIRING_SOON_METRIC}`",
+        f"`{GRANT_EXPIRED_METRIC}`",
+        f"within {GRANT_EXPIRING_DAYS} days",
+        "python -m adsauth --stack AdsAuth list --expiring-within 7",
+        "python -m adsauth --stack AdsAuth reinvite <id>",
+        "`needs_reauth` with reason `grant_expired`",
+    ):
+        assert text in entry, text

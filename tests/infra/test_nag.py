@@ -67,6 +67,16 @@ def test_no_cdk_nag_findings(synth):
         assert findings == [], [f"{f.id}: {f.entry.data}" for f in findings]
 
 
+def test_no_cdk_nag_findings_in_what_cdk_synth_builds(app_synth):
+    """The stack app.py builds from cdk.json (with a domain as SES sender)."""
+    annotations = Annotations.from_stack(app_synth.stack)
+    findings = [
+        *annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*")),
+        *annotations.find_warning("*", Match.string_like_regexp("AwsSolutions-.*")),
+    ]
+    assert findings == [], [f"{f.id}: {f.entry.data}" for f in findings]
+
+
 @pytest.mark.parametrize("variant", sorted(REVIEWED))
 def test_suppressions_are_exactly_the_reviewed_ones(variant, request):
     found = _suppressions(request.getfixturevalue(variant))

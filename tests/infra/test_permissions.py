@@ -1,6 +1,7 @@
 """Who may touch which secret: the callback role (exchange) and the refresh worker read the client
 secret and write advertiser secrets, each as narrowly as it needs; the connect and dispatcher roles
-have no Secrets Manager action at all; downstream (the example consumer) reads access tokens only."""
+have no Secrets Manager action at all; downstream (the example consumer) reads access tokens only.
+Only the refresh worker may send email, and only from ``ses_sender``."""
 
 from __future__ import annotations
 
@@ -67,12 +68,13 @@ def test_who_may_do_what_with_advertiser_secrets(cfn):
         ("refresh", "GetSecretValue"): {callback, worker},
         ("refresh", "PutSecretValue"): {callback, worker},
         ("refresh", "UpdateSecret"): {callback},
-        ("refresh", "DeleteSecret"): set(),
-        ("access", "CreateSecret"): {callback, worker},
+        # the callback undoes the secrets of a grant whose completion lost a race against a revoke
+        ("refresh", "DeleteSecret"): {callback},
+        ("access", "CreateSecret"): {callback},  # the worker only updates existing ones
         ("access", "GetSecretValue"): {callback},  # the worker writes access tokens, never reads
         ("access", "PutSecretValue"): {callback, worker},
         ("access", "UpdateSecret"): {callback},
-        ("access", "DeleteSecret"): set(),
+        ("access", "DeleteSecret"): {callback},
     }
     for (kind, action), roles in expected.items():
         arn = PREFIX + f"adsauth/AdsAuth/advertisers/{kind}/adv-1-AbCdEf"
@@ -99,6 +101,7 @@ def test_callback_advertiser_secret_grant_is_exactly_scoped(cfn):
                 "DescribeSecret",
                 "TagResource",
                 "UpdateSecret",
+                "DeleteSecret",
             )
         ),
         # the readers-only resource policy on each refresh-token secret it creates
@@ -130,11 +133,10 @@ def test_worker_secret_grants_are_exactly_scoped(cfn):
             "secretsmanager:GetSecretValue",
             "secretsmanager:PutSecretValue",
         ],
+        # PutSecretValue into the secret the exchange created: no CreateSecret, no TagResource
         PREFIX + "adsauth/AdsAuth/advertisers/access/*": [
-            "secretsmanager:CreateSecret",
             "secretsmanager:DescribeSecret",
             "secretsmanager:PutSecretValue",
-            "secretsmanager:TagResource",  # CreateSecret with tags needs it
         ],
     }
 
@@ -155,6 +157,10 @@ def test_dispatcher_sends_to_the_queue_and_touches_no_secret(cfn):
     statements = role_statements(cfn)[dispatcher_role]
     assert not [s for s in statements if _grants(s, "secretsmanager:*")]
     assert not [s for s in statements if _grants(s, "sns:*")]
+    assert not [s for s in statements if _grants(s, "ses:*")]
+    # besides the table and the queues: events:PutEvents (on the stack's bus, see test_events)
+    events = [s for s in statements if _grants(s, "events:*")]
+    assert [actions(s) for s in events] == [["events:PutEvents"]]
 
 
 def _queue_ids(cfn: dict) -> dict[str, str]:
@@ -183,6 +189,42 @@ def test_function_roles_carry_no_managed_policy(cfn):
         assert not role["Properties"].get("ManagedPolicyArns")
 
 
-def test_no_ses_permission_in_this_issue(cfn, domain_cfn):
-    for template in (cfn, domain_cfn):
+def _email_statements(cfn: dict) -> dict[str, list[dict]]:
+    """role → its statements granting any SES action."""
+    found = {
+        role_id: [s for s in statements if _grants(s, "ses:*")]
+        for role_id, statements in role_statements(cfn).items()
+    }
+    return {role_id: statements for role_id, statements in found.items() if statements}
+
+
+SES_IDENTITY = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/"
+
+
+def test_without_a_sender_nothing_may_send_email(cfn, consumer_cfn):
+    for template in (cfn, consumer_cfn):
         assert not [s for s in all_statements(template) if _grants(s, "ses:*")]
+
+
+def test_the_worker_may_send_email_only_from_the_sender_address(domain_cfn):
+    """ses_sender ops@example.com: its identity is the address or its domain, whichever ops
+    verified; either way From must be exactly the address."""
+    worker = role_of(functions_by_handler(domain_cfn)[WORKER])
+    ((role_id, (statement,)),) = _email_statements(domain_cfn).items()
+    assert role_id == worker
+    assert actions(statement) == ["ses:SendEmail"]
+    assert sorted(render(r) for r in as_list(statement["Resource"])) == [
+        SES_IDENTITY + "example.com",
+        SES_IDENTITY + "ops@example.com",
+    ]
+    assert statement["Condition"] == {"StringEquals": {"ses:FromAddress": "ops@example.com"}}
+
+
+def test_a_domain_sender_lets_the_worker_send_from_that_domain_only(app_cfn):
+    """ses_sender example.com (through cdk.json and app.py): that identity, addresses in it."""
+    worker = role_of(functions_by_handler(app_cfn)[WORKER])
+    ((role_id, (statement,)),) = _email_statements(app_cfn).items()
+    assert role_id == worker
+    assert actions(statement) == ["ses:SendEmail"]
+    assert [render(r) for r in as_list(statement["Resource"])] == [SES_IDENTITY + "example.com"]
+    assert statement["Condition"] == {"StringLike": {"ses:FromAddress": "*@example.com"}}

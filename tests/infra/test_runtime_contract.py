@@ -1,7 +1,7 @@
 """What the stack configures, the deployed code honours: the functions parse the variables the
 stack sets (SECRETS_KMS_KEY_ID, REFRESH_SECRET_READERS), the vault creates secrets with the key and
-puts the readers-only policy on refresh-token secrets, and the dispatcher emits the metric the
-``token-expired`` alarm watches."""
+puts the readers-only policy on refresh-token secrets, the refresher's write never creates a secret
+(the worker may not), and the dispatcher emits the metric the ``token-expired`` alarm watches."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import adsauth.handlers
 from adsauth import schema
 from adsauth.adapters.table import DynamoStore, expiry_shard, iso
 from adsauth.adapters.vault import SecretsManagerVault
-from adsauth.models import DueAdvertiser, DueSchedule
+from adsauth.errors import TokensDeleted
+from adsauth.models import DueAdvertiser, DueSchedule, TokenSet
 from adsauth.settings import ACCESS_TOKEN_SECONDS, settings_from_env
 from infra.constants import METRICS_NAMESPACE, OLDEST_TOKEN_AGE_METRIC
 from local.gateway import LambdaContext
@@ -75,8 +76,8 @@ def test_the_vault_creates_secrets_with_the_key_and_protects_refresh_tokens(aws)
     client = boto3.client("secretsmanager")
     vault = SecretsManagerVault(client=client, prefix="adsauth/AdsAuth/advertisers/", kms_key_id=key, refresh_readers=READERS)
 
-    vault.put_refresh_token("adv-1", "Atzr|first", issued_at=1.0)
-    vault.put_access_token("adv-1", "Atza|access", expires_at=3600.0)
+    tokens = TokenSet(access_token="Atza|access", refresh_token="Atzr|first", expires_at=3600.0)
+    vault.put_grant("adv-1", tokens, issued_at=1.0, replacing=False)
 
     refresh, access = (vault.refresh_secret_name("adv-1"), vault.access_secret_name("adv-1"))
     assert client.describe_secret(SecretId=refresh)["KmsKeyId"] == key
@@ -86,6 +87,16 @@ def test_the_vault_creates_secrets_with_the_key_and_protects_refresh_tokens(aws)
     assert statement["Action"] == "secretsmanager:GetSecretValue"
     assert statement["Condition"] == {"StringNotLike": {"aws:PrincipalArn": list(READERS)}}
     assert "ResourcePolicy" not in client.get_resource_policy(SecretId=access)  # downstream reads these
+
+
+def test_the_refreshers_write_never_creates_a_secret(aws):
+    """The worker has PutSecretValue on access-token secrets, not CreateSecret: its write finds
+    the secret the exchange created, or gives up."""
+    client = boto3.client("secretsmanager")
+    vault = SecretsManagerVault(client=client, prefix="adsauth/AdsAuth/advertisers/")
+    with pytest.raises(TokensDeleted):
+        vault.put_access_token("adv-gone", "Atza|access", expires_at=3600.0)
+    assert client.list_secrets()["SecretList"] == []
 
 
 def test_a_new_grant_puts_the_current_readers_again(aws):
@@ -151,6 +162,9 @@ class StubRefresher:
             on_due(list(self.due))
         return len(self.due)
 
+    def relay_events(self) -> int:
+        return 0
+
 
 def _emitted(capsys) -> dict[str, list[float]]:
     values: dict[str, list[float]] = {}
@@ -179,9 +193,9 @@ def test_the_dispatcher_reports_the_oldest_due_tokens_age(dispatcher, monkeypatc
     monkeypatch.setattr(dispatcher, "refresher", lambda: stub)
     monkeypatch.setattr(dispatcher, "now", lambda: at)
     capsys.readouterr()
-    assert dispatcher.handler({}, LambdaContext("adsauth-test-dispatcher", "us-east-1", time.monotonic() + 60)) == {
-        "dispatched": 3
-    }
+    assert dispatcher.handler({}, LambdaContext("adsauth-test-dispatcher", "us-east-1", time.monotonic() + 60))[
+        "dispatched"
+    ] == 3
     assert stub.dispatched_at == at  # the age is measured at the run's own "now"
     emitted = _emitted(capsys)
     assert emitted[OLDEST_TOKEN_AGE_METRIC] == [ACCESS_TOKEN_SECONDS + 900]  # ≥ lifetime: alarm
@@ -198,9 +212,9 @@ def test_no_due_token_no_figure(dispatcher, monkeypatch, capsys):
 def test_a_failing_figure_never_stops_the_run(dispatcher, monkeypatch, capsys):
     monkeypatch.setattr(dispatcher, "refresher", lambda: StubRefresher([DueAdvertiser("a", "s", 1.0)]))
     monkeypatch.setattr(dispatcher, "oldest_token_age", lambda due, at: 1 / 0)
-    assert dispatcher.handler({}, LambdaContext("adsauth-test-dispatcher", "us-east-1", time.monotonic() + 60)) == {
-        "dispatched": 1
-    }
+    assert dispatcher.handler({}, LambdaContext("adsauth-test-dispatcher", "us-east-1", time.monotonic() + 60))[
+        "dispatched"
+    ] == 1
     assert OLDEST_TOKEN_AGE_METRIC not in _emitted(capsys)
 
 

@@ -149,6 +149,7 @@ class RealValues:
     def __init__(self, stack, invited) -> None:
         self.stack = stack
         self.advertiser_id, self.token = invited
+        self.flow_token = self.token  # the invitation the real states come from
 
     def apply(self, case) -> dict:
         """Change ``case`` in place; return extra arguments for ``case.call``."""
@@ -163,7 +164,12 @@ class RealValues:
         return {}
 
     def start(self) -> tuple[str, dict[str, str]]:
-        answer = requests.get(f"{self.stack.base_url}/connect/{self.token}", allow_redirects=False, timeout=15)
+        answer = requests.get(f"{self.stack.base_url}/connect/{self.flow_token}", allow_redirects=False, timeout=15)
+        if answer.status_code == 429:  # the invitation's cap on open flows: fuzz on with a fresh one
+            _advertiser, link = self.stack.invite(name="Fuzzed Advertiser")
+            self.flow_token = urlsplit(link).path.rsplit("/", 1)[-1]
+            remember(self.flow_token)
+            answer = requests.get(f"{self.stack.base_url}/connect/{self.flow_token}", allow_redirects=False, timeout=15)
         assert answer.status_code == 302, answer.status_code
         state = parse_qs(urlsplit(answer.headers["Location"]).query)["state"][0]
         name, _, verifier = answer.headers["Set-Cookie"].split(";", 1)[0].partition("=")

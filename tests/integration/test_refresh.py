@@ -340,7 +340,8 @@ def test_the_dispatcher_queries_the_index_and_queues_only_due_advertisers(
     monkeypatch.setattr(store.table, "scan", lambda **_: pytest.fail("the dispatcher scanned the table"))
     monkeypatch.setattr(store.table, "query", lambda **k: (queries.append(k.get("IndexName")), real_query(**k))[1])
     assert scheduler.dispatch() == 1
-    assert queries == [schema.EXPIRY_INDEX] * schema.EXPIRY_SHARDS
+    # one query per shard of the due index, and one of the events outbox (byKind, kind_pk=OUTBOX)
+    assert queries == [schema.EXPIRY_INDEX] * schema.EXPIRY_SHARDS + [schema.KIND_INDEX]
     [message] = scheduler.receive()
     assert json.loads(message["Body"]) == {"advertiser_id": due}  # the id, nothing else
     assert scheduler.drain_messages([message]).processed == 1

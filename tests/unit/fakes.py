@@ -3,8 +3,6 @@ from ``local.simulation`` (the simulated day runs on the same ones)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from adsauth.errors import AdsApiUnavailable, GrantInvalid, LwaUnavailable
 from adsauth.models import Profile
 from adsauth.regions import Region
@@ -36,49 +34,7 @@ class Clock:
 
 
 class FakeStore(MemoryStore):
-    def __init__(self, schedule=None) -> None:
-        super().__init__(schedule)
-        self.invitations, self.states, self.consumed = {}, {}, set()
-        self.writes = 0
-
-    def create_invitation(self, invitation, advertiser):
-        if advertiser is None:
-            assert invitation.advertiser_id in self.advertisers
-        else:
-            self.advertisers[advertiser.advertiser_id] = advertiser
-        self.invitations[invitation.token_hash] = invitation
-        self.writes += 1
-
-    def get_invitation(self, token_hash):
-        return self.invitations.get(token_hash)
-
-    def put_state(self, pending, expires_at):
-        self.states[pending.state_hash] = pending
-        self.writes += 1
-
-    def get_state(self, state_hash):
-        return self.states.get(state_hash)
-
-    def consume_state(self, state_hash, now):
-        if state_hash not in self.states or state_hash in self.consumed:
-            return False
-        self.consumed.add(state_hash)
-        return True
-
-    def set_status(self, advertiser_id, status, reason, now, *, unless=None):
-        changed = super().set_status(advertiser_id, status, reason, now, unless=unless)
-        self.writes += changed
-        return changed
-
-    def record_connection(self, *, advertiser_id, invitation_hash, profiles, pending_regions, token_expires_at, now):
-        super().record_connection(
-            advertiser_id=advertiser_id, invitation_hash=invitation_hash, profiles=profiles,
-            pending_regions=pending_regions, token_expires_at=token_expires_at, now=now,
-        )
-        if invitation_hash:
-            inv = self.invitations[invitation_hash]
-            self.invitations[invitation_hash] = replace(inv, completed_at=now)
-        self.writes += 1
+    """The in-memory table (``local.memory``), events on."""
 
 
 class FakeVault(MemoryVault):

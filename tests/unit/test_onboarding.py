@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -115,12 +116,12 @@ def test_exchange_failures_store_nothing_and_set_status(world, failure, reason, 
     assert store.invitations[oauth.digest(token)].completed_at is None  # the link can be retried
 
 
-@pytest.mark.parametrize("failing", ["put_refresh_token", "put_access_token", "record_connection"])
+@pytest.mark.parametrize("failing", ["put_grant", "_put_access", "complete_connection"])
 def test_a_storage_failure_after_the_exchange_fails_the_attempt_visibly(world, monkeypatch, failing):
     """Secrets Manager or DynamoDB failing after LwA answered: the status and the page say so
     (never "invited" and a 500), and the invitation link works again."""
     flow, store, vault, *_ = world
-    target = store if failing == "record_connection" else vault
+    target = store if failing == "complete_connection" else vault
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("the service failed")
@@ -273,7 +274,8 @@ def test_reinvite_issues_a_new_link_whose_completion_replaces_the_grant(world):
     state, cookies = start_flow_for(flow, first)
     flow.complete(*flow.check_state(state, cookies), code="c1", error=None)
     old_grant = vault.refresh[adv.advertiser_id]
-    store.set_status(adv.advertiser_id, AdvertiserStatus.NEEDS_REAUTH, "invalid_grant", 0)
+    store.advertisers[adv.advertiser_id] = replace(store.advertisers[adv.advertiser_id],
+                                                   status=AdvertiserStatus.NEEDS_REAUTH, status_reason="invalid_grant")
     same, second = flow.reinvite(adv.advertiser_id)
     assert same.advertiser_id == adv.advertiser_id and second != first
     state, cookies = start_flow_for(flow, second)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
+
+from local.simulation import seed_connected
 
 from adsauth.errors import (
     AdvertiserUnknown,
@@ -15,7 +17,7 @@ from adsauth.errors import (
     RefreshTokenSuperseded,
     RefreshTokenUnsaved,
 )
-from adsauth.models import Advertiser, AdvertiserStatus
+from adsauth.models import Advertiser, AdvertiserStatus, TokenSet
 from adsauth.refresher import PLATFORM_PAUSE_SECONDS, Refresher
 from adsauth.regions import Region
 from adsauth.settings import SettingsError
@@ -47,17 +49,12 @@ class World:
 
     def connect(self, advertiser_id: str = "adv-1", *, expires_in: float = 3600, pending=()) -> str:
         now = self.clock()
-        self.store.advertisers[advertiser_id] = Advertiser(
-            advertiser_id, "Acme Outdoor", "ops@acme.example", Region.EU, AdvertiserStatus.INVITED, now, now
-        )
         tokens = self.lwa.grant(expires_at=now + expires_in)
-        self.vault.put_refresh_token(advertiser_id, tokens.refresh_token, now)
-        self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
+        seed_connected(self.store, self.vault, advertiser_id, tokens, now, region=Region.EU, name="Acme Outdoor")
+        self.store.advertisers[advertiser_id] = replace(self.store.advertisers[advertiser_id], pending_regions=tuple(pending))
+        self.store.set_deadline(advertiser_id, self.store.schedule.deadline(tokens.expires_at, now, pending))
         found = {r: self.ads.by_region[r] for r in Region if r not in pending}
-        self.store.record_connection(
-            advertiser_id=advertiser_id, invitation_hash=None, profiles=found,
-            pending_regions=pending, token_expires_at=tokens.expires_at, now=now,
-        )
+        self.store.merge_profiles(advertiser_id, found, now)
         self.vault.order.clear()
         return advertiser_id
 
@@ -213,7 +210,8 @@ def test_a_new_grant_during_a_refresh_wins(world):
 
     def reauthorize():
         world.lwa.before_refresh = None
-        world.vault.put_refresh_token("adv-1", "Atzr|from-consent", world.clock())
+        world.vault.put_grant("adv-1", TokenSet("Atza|from-consent", "Atzr|from-consent", world.clock() + 3600),
+                              world.clock(), replacing=True)
 
     world.lwa.before_refresh = reauthorize
     assert world.refresher.refresh("adv-1").outcome == "superseded"

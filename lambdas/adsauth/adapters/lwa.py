@@ -86,8 +86,12 @@ class LwaHttpClient:
             raise LwaUnavailable("Login with Amazon sent an incomplete token response.")
         if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool) or expires_in <= 0:
             expires_in = 3600
+        grant_left = payload.get("refresh_token_expires_in")  # draft-ietf-oauth-refresh-token-expiration
+        if not isinstance(grant_left, (int, float)) or isinstance(grant_left, bool) or grant_left <= 0:
+            grant_left = None
         # measured from before the request: never believe a token lives longer than it does
-        return TokenSet(access_token=access, refresh_token=refresh, expires_at=sent_at + expires_in)
+        return TokenSet(access_token=access, refresh_token=refresh, expires_at=sent_at + expires_in,
+                        refresh_token_expires_in=grant_left)
 
 
 def parse_client_secret(value: object, expected_client_id: str) -> ClientCredentials:

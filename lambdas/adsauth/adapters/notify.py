@@ -70,6 +70,21 @@ class SnsNotifier:
         self.client.publish(TopicArn=self.topic_arn, Subject=subject, Message=message)
 
 
+class SesMailer:
+    """E-mail through SES (``SES_SENDER``): the invitation and re-consent messages."""
+
+    def __init__(self, *, client: Any, sender: str) -> None:
+        self.client = client
+        self.sender = sender
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        self.client.send_email(
+            Source=self.sender,
+            Destination={"ToAddresses": [to]},
+            Message={"Subject": {"Data": subject, "Charset": "UTF-8"}, "Body": {"Text": {"Data": body, "Charset": "UTF-8"}}},
+        )
+
+
 class LogNotifier:
     """Where alerts go without a topic (a deployment without ALERT_TOPIC_ARN, the ops CLI)."""
 

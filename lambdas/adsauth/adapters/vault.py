@@ -25,8 +25,8 @@ import json
 import uuid
 from typing import Any
 
-from adsauth.errors import RefreshTokenMissing, RefreshTokenSuperseded
-from adsauth.models import StoredRefreshToken
+from adsauth.errors import RefreshTokenMissing, RefreshTokenSuperseded, TokensDeleted
+from adsauth.models import GrantReceipt, StoredRefreshToken, TokenSet
 
 SUCCESSOR_NAMESPACE = uuid.UUID("0b5a3c55-5e2f-4d8e-9a57-4f1d8f3c2a61")
 NEW_GRANT_ATTEMPTS = 5
@@ -86,8 +86,38 @@ class SecretsManagerVault:
             raise RefreshTokenMissing()
         return StoredRefreshToken(value=token, version=secret["VersionId"])
 
-    def put_refresh_token(self, advertiser_id: str, refresh_token: str, issued_at: float) -> None:
-        """A new grant (consent or manual exchange): replaces whatever refresh token is current."""
+    # --- a new grant (consent, manual exchange, import): the only writer that creates secrets ----
+    def put_grant(self, advertiser_id: str, tokens: TokenSet, issued_at: float, *, replacing: bool) -> GrantReceipt:
+        """Store a new grant's refresh token (first: it is the grant), then its access token,
+        creating the secrets when missing. ``replacing`` (the advertiser has a working grant):
+        note the versions replaced, so ``undo_grant`` can put them back."""
+        previous_access = self._current_version(self.access_secret_name(advertiser_id)) if replacing else None
+        previous_refresh, new_refresh = self.put_refresh_token(advertiser_id, tokens.refresh_token, issued_at)
+        self._put_access(advertiser_id, tokens.access_token, tokens.expires_at, create=True)
+        return GrantReceipt(previous_refresh if replacing else None, new_refresh, previous_access)
+
+    def undo_grant(self, advertiser_id: str, receipt: GrantReceipt, *, delete: bool) -> None:
+        """Take back a grant whose completion lost its commit: delete its secrets (``delete``, or
+        nothing was replaced), else make the replaced versions current again."""
+        if delete or receipt.previous_refresh_version is None:
+            self.delete_tokens(advertiser_id)
+            return
+        refresh = self.refresh_secret_name(advertiser_id)
+        old = self.client.get_secret_value(SecretId=refresh, VersionId=receipt.previous_refresh_version)["SecretString"]
+        try:
+            self.client.put_secret_value(
+                SecretId=refresh, SecretString=old, ClientRequestToken=successor_version(receipt.new_refresh_version)
+            )
+        except self.client.exceptions.ResourceExistsException:
+            pass  # a refresher rotated the new grant meanwhile: its successor stays
+        access = self.access_secret_name(advertiser_id)
+        if receipt.previous_access_version is not None:
+            old = self.client.get_secret_value(SecretId=access, VersionId=receipt.previous_access_version)["SecretString"]
+            self.client.put_secret_value(SecretId=access, SecretString=old)
+
+    def put_refresh_token(self, advertiser_id: str, refresh_token: str, issued_at: float) -> tuple[str | None, str]:
+        """A new grant's refresh token: replaces whatever is current. Returns (the version it
+        replaced or None, its own version)."""
         name = self.refresh_secret_name(advertiser_id)
         value = {"refresh_token": refresh_token, "issued_at": issued_at, "fence": 0}
         for _ in range(NEW_GRANT_ATTEMPTS):
@@ -95,12 +125,12 @@ class SecretsManagerVault:
             if current is None:
                 if self._create(name, value, advertiser_id, "refresh"):
                     self._protect(name)
-                    return
+                    return None, self._current_version(name) or ""
                 continue  # created concurrently: replace that version instead
             try:
                 self._put_successor(name, value, current)
                 self._protect(name)  # again on every new grant: keeps the readers current
-                return
+                return current, successor_version(current)
             except RefreshTokenSuperseded:
                 continue  # a refresher wrote meanwhile: replace its version instead
         raise RefreshTokenSuperseded()
@@ -131,18 +161,28 @@ class SecretsManagerVault:
             self.client.put_secret_value(
                 SecretId=name, SecretString=json.dumps(value), ClientRequestToken=successor_version(replaces)
             )
-        except (errors.ResourceExistsException, errors.ResourceNotFoundException):
+        except (errors.ResourceExistsException, errors.ResourceNotFoundException, errors.InvalidRequestException):
+            # a successor exists already, or the secret is gone (revoked: deleted or being deleted)
             raise RefreshTokenSuperseded() from None
 
     # --- access tokens -------------------------------------------------------------------------
     def put_access_token(self, advertiser_id: str, access_token: str, expires_at: float) -> None:
+        """The refresher's write: an existing secret only. A secret that is gone (the advertiser
+        was revoked meanwhile) raises ``TokensDeleted`` and is never created again here."""
+        self._put_access(advertiser_id, access_token, expires_at, create=False)
+
+    def _put_access(self, advertiser_id: str, access_token: str, expires_at: float, *, create: bool) -> None:
         name = self.access_secret_name(advertiser_id)
         value = {"access_token": access_token, "expires_at": expires_at}
+        errors = self.client.exceptions
         try:
             self.client.put_secret_value(SecretId=name, SecretString=json.dumps(value))
             return
-        except self.client.exceptions.ResourceNotFoundException:
-            pass
+        except errors.ResourceNotFoundException:
+            if not create:
+                raise TokensDeleted() from None
+        except errors.InvalidRequestException:  # scheduled for deletion
+            raise TokensDeleted() from None
         if not self._create(name, value, advertiser_id, "access"):
             # created concurrently by another request: write our value as the current version
             self.client.put_secret_value(SecretId=name, SecretString=json.dumps(value))

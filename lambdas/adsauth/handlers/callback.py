@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adsauth import oauth
-from adsauth.errors import AdvertiserUnknown, InvalidRequest, StateError
+from adsauth.errors import AdvertiserUnknown, InvalidRequest, InvitationError, StateError
 from adsauth.handlers.common import header, log_unexpected, logger, page, redirect
 from adsauth.models import ConnectionResult
 from adsauth.regions import Region
@@ -225,6 +225,17 @@ def _is_token_route() -> bool:
 def state_error(exc: StateError) -> Response:
     metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
     logger.warning("callback refused", extra={"reason": exc.code})
+    return page(exc.code)
+
+
+@app.exception_handler(InvitationError)
+def invitation_error(exc: InvitationError) -> Response:
+    # replaced or withdrawn (a newer generation), completed, busy in another tab, or capped:
+    # no token call was made, or what it stored was taken back
+    metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
+    logger.warning("callback refused", extra={"reason": exc.code})
+    if _is_token_route():
+        return _json_error(409, "advertiser_changed", "The advertiser was revoked, re-invited or changed during the exchange; nothing was stored.")
     return page(exc.code)
 
 

@@ -51,5 +51,7 @@ def handler(event: dict, context) -> dict:
 
     dispatched = refresher().dispatch_due(at, on_due=report)
     metrics.add_metric(name="RefreshDispatched", unit=MetricUnit.Count, value=dispatched)
-    logger.info("refresh run", extra={"dispatched": dispatched, "oldest_token_age_seconds": ages[0] if ages else None})
-    return {"dispatched": dispatched}
+    relayed = refresher().relay_events()  # lifecycle events a crash or an EventBridge failure left behind
+    logger.info("refresh run", extra={"dispatched": dispatched, "events_relayed": relayed,
+                                      "oldest_token_age_seconds": ages[0] if ages else None})
+    return {"dispatched": dispatched, "events_relayed": relayed}

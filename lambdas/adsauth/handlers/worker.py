@@ -96,6 +96,12 @@ def report(result: RefreshResult) -> None:
         add_metric(name=OUTCOME_METRICS[result.outcome])
     if result.rotated:
         add_metric(name="RefreshRotated")
+    if result.reason == "grant_expired":
+        add_metric(name="GrantExpired")
+    if result.grant_expiring:  # the grant-expiring alarm: ends within 7 days, not re-consented
+        add_metric(name="GrantsExpiringSoon")
+    if result.reconsent_lead is not None:
+        add_metric(name="ReconsentStarted")
     logger.info(
         "refresh job done",
         extra={
@@ -103,6 +109,7 @@ def report(result: RefreshResult) -> None:
             "outcome": result.outcome,
             "reason": result.reason,
             "rotated": result.rotated,
+            "reconsent_lead_days": result.reconsent_lead,
             "token_expires_at": result.token_expires_at,
             "regions_pending": list(result.profiles.regions_pending) if result.profiles else None,
         },

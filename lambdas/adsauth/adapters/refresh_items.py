@@ -1,0 +1,203 @@
+"""The refresher's part of the table: the sparse ``byExpiry`` index, per-advertiser leases,
+refresh outcomes, the audit trail and the platform pause."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Iterable, Sequence
+
+from boto3.dynamodb.conditions import Key
+
+from adsauth import schema
+from adsauth.adapters.dynamo import (
+    CONNECTED,
+    DUE_NAMES,
+    RETENTION_AFTER_EXPIRY,
+    Conflict,
+    advertiser_from_item,
+    expiry_shard,
+    iso,
+    iso_us,
+    num,
+    opt_float,
+)
+from adsauth.models import Advertiser, AdvertiserStatus, DueAdvertiser, Lease, LifecycleEvent, TokenEvent
+from adsauth.regions import Region
+
+PLATFORM_KEY = {schema.PK: "PLATFORM#lwa", schema.SK: "PAUSE"}
+# ~30 routine refreshes a day per advertiser: those expire after 90 days; the other events stay
+ROUTINE_EVENT_RETENTION = {"refreshed": 90 * 24 * 3600}
+
+
+class RefreshItems:
+    # --- refresher: due index --------------------------------------------------------------------
+    def due_advertisers(self, before: float) -> list[DueAdvertiser]:
+        """Connected advertisers whose deadline is before ``before``: one query per shard."""
+        due: list[DueAdvertiser] = []
+        for shard in range(schema.EXPIRY_SHARDS):
+            items = self.query_all(
+                IndexName=schema.EXPIRY_INDEX,
+                KeyConditionExpression=Key(schema.EXPIRY_INDEX_PK).eq(f"DUE#{shard}")
+                & Key(schema.EXPIRY_INDEX_SK).lt(iso(before)),
+                ProjectionExpression="advertiser_id, #dsk, token_expires_at",
+                ExpressionAttributeNames={"#dsk": schema.EXPIRY_INDEX_SK},
+            )
+            due.extend(
+                DueAdvertiser(i["advertiser_id"], i[schema.EXPIRY_INDEX_SK], opt_float(i.get("token_expires_at")))
+                for i in items
+            )
+        return due
+
+    def snooze(self, due: DueAdvertiser, until: float) -> bool:
+        return self._update(
+            due.advertiser_id, "SET #dsk = :until", "#dsk = :seen AND #s = :connected",
+            {":until": iso(until), ":seen": due.due_sk}
+        )
+
+    def set_deadline(self, advertiser_id: str, due_at: float) -> None:
+        self._update(
+            advertiser_id, "SET #dpk = :dpk, #dsk = :dsk", "#s = :connected",
+            {":dpk": expiry_shard(advertiser_id), ":dsk": iso(due_at)}
+        )
+
+    # --- refresher: lease ------------------------------------------------------------------------
+    def acquire_lease(self, advertiser_id: str, owner: str, now: float, until: float) -> tuple[Lease, Advertiser] | None:
+        try:
+            item = self.table.update_item(
+                Key=schema.advertiser_key(advertiser_id),
+                UpdateExpression="SET lease_owner = :owner, lease_until = :until ADD lease_fence :one",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+                ExpressionAttributeValues={":owner": owner, ":until": num(until), ":one": 1, ":now": num(now)},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return None
+        return Lease(advertiser_id, owner, int(item["lease_fence"]), until), advertiser_from_item(item)
+
+    def hold_lease(self, lease: Lease, now: float, until: float) -> Lease | None:
+        """Extend the lease if it is still ours and the advertiser still connected (a revoke
+        meanwhile ends the refresh before it writes anything)."""
+        held = self._update(lease.advertiser_id, "SET lease_until = :until", "#s = :connected", {":until": num(until)}, lease=lease)
+        return Lease(lease.advertiser_id, lease.owner, lease.fence, until) if held else None
+
+    def release_lease(self, lease: Lease) -> None:
+        self._update(lease.advertiser_id, "REMOVE lease_owner, lease_until", None, {}, lease=lease)
+
+    # --- refresher: outcomes ---------------------------------------------------------------------
+    def record_refresh(
+        self,
+        advertiser_id: str,
+        *,
+        lease: Lease,
+        token_expires_at: float,
+        due_at: float,
+        now: float,
+        profiles_at: float | None = None,
+        pending_regions: Sequence[Region] | None = None,
+    ) -> bool:
+        expression = (
+            "SET token_expires_at = :exp, last_refresh_at = :now, updated_at = :now, #dpk = :dpk, #dsk = :dsk"
+        )
+        values = {":exp": num(token_expires_at), ":now": num(now), ":dpk": expiry_shard(advertiser_id), ":dsk": iso(due_at)}
+        if profiles_at is not None:
+            expression += ", profiles_at = :pat, pending_regions = :pending"
+            values.update({":pat": num(profiles_at), ":pending": sorted(r.value for r in pending_regions or ())})
+        expression += " REMOVE last_refresh_error, last_refresh_error_at"
+        return self._update(advertiser_id, expression, "#s = :connected", values, lease=lease)
+
+    def record_refresh_error(self, advertiser_id: str, reason: str, now: float) -> None:
+        self._update(
+            advertiser_id, "SET last_refresh_error = :r, last_refresh_error_at = :now", "attribute_exists(pk)",
+            {":r": reason, ":now": num(now)},
+        )
+
+    def mark_needs_reauth(
+        self, advertiser_id: str, reason: str, now: float, lease: Lease, events: Iterable[LifecycleEvent] = ()
+    ) -> bool:
+        """``needs_reauth`` (and its event) while connected and the lease is still ours."""
+        item = self.update(
+            schema.advertiser_key(advertiser_id),
+            "SET #s = :reauth, status_reason = :r, updated_at = :now, reconsent_pending = :false REMOVE #dpk, #dsk",
+            "lease_owner = :owner AND lease_fence = :fence AND #s = :connected",
+            {":reauth": AdvertiserStatus.NEEDS_REAUTH.value, ":r": reason, ":now": num(now), ":false": False,
+             ":owner": lease.owner, ":fence": lease.fence, ":connected": CONNECTED},
+            {"#s": "status", **DUE_NAMES},
+        )
+        try:
+            self.transact([item] + self.event_items(events))
+        except Conflict:
+            return False
+        return True
+
+    def _update(
+        self, advertiser_id: str, expression: str, condition: str | None, values: dict,
+        *, lease: Lease | None = None,
+    ) -> bool:
+        """One conditional update of an advertiser; False when the condition does not hold. With
+        ``lease``, only the holder of that lease (same owner, same fence) may write."""
+        text = (condition or "") + expression
+        names = {k: v for k, v in {"#s": "status", **DUE_NAMES}.items() if k in text}
+        values = dict(values)
+        if ":connected" in text:
+            values[":connected"] = CONNECTED
+        if lease is not None:
+            lease_condition = "lease_owner = :owner AND lease_fence = :fence"
+            condition = f"{lease_condition} AND {condition}" if condition else lease_condition
+            values.update({":owner": lease.owner, ":fence": lease.fence})
+        kwargs: dict[str, Any] = {"Key": schema.advertiser_key(advertiser_id), "UpdateExpression": expression}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            self.table.update_item(**kwargs)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    # --- audit trail -----------------------------------------------------------------------------
+    def add_event(self, advertiser_id: str, event: str, cause: str, now: float) -> None:
+        """One token event (connected, refreshed, rotated, revoked, needs_reauth): never a token."""
+        item = {
+            schema.PK: f"ADV#{advertiser_id}",
+            schema.SK: f"EVENT#{iso_us(now)}#{uuid.uuid4().hex[:8]}",
+            "type": "event",
+            "advertiser_id": advertiser_id,
+            "event": event,
+            "cause": cause,
+            "at": num(now),
+        }
+        if event in ROUTINE_EVENT_RETENTION:
+            item[schema.TTL_ATTRIBUTE] = int(now + ROUTINE_EVENT_RETENTION[event])
+        self.table.put_item(Item=item)
+
+    def list_events(self, advertiser_id: str, limit: int = 20) -> list[TokenEvent]:
+        """The latest ``limit`` events, newest first."""
+        page = self.table.query(
+            KeyConditionExpression=Key(schema.PK).eq(f"ADV#{advertiser_id}") & Key(schema.SK).begins_with("EVENT#"),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [TokenEvent(advertiser_id, float(i["at"]), i["event"], i.get("cause", "")) for i in page.get("Items", [])]
+
+    # --- platform pause (LwA refused our client) -------------------------------------------------
+    def platform_paused_until(self, now: float) -> float | None:
+        item = self.table.get_item(Key=PLATFORM_KEY, ConsistentRead=True).get("Item")
+        until = opt_float(item.get("paused_until")) if item else None
+        return until if until is not None and until > now else None
+
+    def pause_platform(self, reason: str, now: float, until: float) -> bool:
+        try:
+            self.table.put_item(
+                Item={
+                    **PLATFORM_KEY, "type": "platform", "reason": reason, "paused_at": num(now),
+                    "paused_until": num(until), schema.TTL_ATTRIBUTE: int(until + RETENTION_AFTER_EXPIRY),
+                },
+                ConditionExpression="attribute_not_exists(pk) OR paused_until < :now",
+                ExpressionAttributeValues={":now": num(now)},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
