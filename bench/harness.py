@@ -22,9 +22,11 @@ RESULTS = REPO / "bench" / "results.json"
 
 SIZES = {
     "full": {"onboarding_runs": 7, "reads": 1000, "day_advertisers": 1000, "day_hours": 24,
-             "backlog": 10_000, "one_at_a_time_sample": 200, "import_runs": 5, "synthesize": True},
+             "backlog": 10_000, "one_at_a_time_sample": 200, "import_runs": 5, "synthesize": True,
+             "year_advertisers": 1000},
     "tiny": {"onboarding_runs": 1, "reads": 50, "day_advertisers": 20, "day_hours": 2,
-             "backlog": 30, "one_at_a_time_sample": 5, "import_runs": 1, "synthesize": False},
+             "backlog": 30, "one_at_a_time_sample": 5, "import_runs": 1, "synthesize": False,
+             "year_advertisers": 20},
 }
 
 # key: (comparison, goal, unit) — the goals; figures without a goal have None
@@ -79,7 +81,7 @@ def _quiet():
 
 
 def run(size: str = "full") -> dict:
-    from bench import cost, footprint, inventory, live, refresh
+    from bench import cost, footprint, inventory, live, refresh, year
     from infra.config import load_config
 
     s = SIZES[size]
@@ -100,6 +102,8 @@ def run(size: str = "full") -> dict:
     _step(f"a simulated day of {s['day_advertisers']} advertisers")
     with _quiet():
         take("steady_state", refresh.steady_state(s["day_advertisers"], s["day_hours"]))
+    _step(f"a simulated year of grants, {s['year_advertisers']} advertisers")
+    take("year", year.year(s["year_advertisers"]))
     _step("onboarding, downstream reads and AWS calls on the local stack")
     with _quiet():
         measured = live.run(onboarding_runs=s["onboarding_runs"], reads=s["reads"])
@@ -141,6 +145,8 @@ def _value(key: str, value) -> str:
 
 
 def table(results: dict, *, markdown: bool = False) -> str:
+    from bench import year
+
     rows = []
     for key in FIGURES:
         op, goal, unit = GOALS[key]
@@ -148,6 +154,8 @@ def table(results: dict, *, markdown: bool = False) -> str:
         goal_text = "—" if op is None else f"{op} {_value(key, goal)}"
         rows.append((key, _value(key, results[key]), goal_text, {True: "yes", False: "**no**" if markdown else "NO",
                                                                  None: ""}[ok]))
+    rows += [(key, value, goal, {True: "yes", False: "**no**" if markdown else "NO", None: ""}[ok])
+             for key, value, goal, ok in year.rows(results.get("details", {}).get("year"))]
     m = results["machine"]
     caption = (f"{results['generated_at']} on {m['arch']}, {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
                f"load average {m.get('load_average_1m_at_start', '?')} at start "
