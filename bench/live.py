@@ -90,7 +90,7 @@ def sequential_connect(advertiser_id: str, code: str, verifier: str) -> None:
     s = wiring.get_settings()
     tokens = wiring.lwa_client().exchange_code(Region.NA, code, s.callback_url, verifier)
     vault, ads, now = wiring.vault(), wiring.ads_client(), wiring.now()
-    vault.put_grant(advertiser_id, tokens, now, replacing=False)
+    vault.put_grant(advertiser_id, tokens, now)
     profiles, pending = {}, []
     for region in s.allowed_regions:
         try:

@@ -20,7 +20,7 @@ from adsauth.adapters.http import HttpClient
 from adsauth.adapters.lwa import ClientCredentials, LwaHttpClient
 from adsauth.models import TokenSet
 from adsauth.refresher import Refresher
-from adsauth.regions import Region, endpoints_from_env
+from adsauth.regions import endpoints_from_env
 from local.emulator import Emulator
 from local.gateway import LambdaContext
 from local.simulation import (

@@ -56,6 +56,7 @@ class MemoryStore:
         self.events: list[TokenEvent] = []
         self.outbox: dict[str, object] = {}
         self.last_flow: dict[str, float] = {}
+        self.grants: dict[str, str] = {}  # imported refresh tokens, by hash
         self.paused: tuple[str, float] | None = None
         self.due_queries = 0
         self.writes = 0
@@ -87,10 +88,15 @@ class MemoryStore:
         self.writes += 1
 
     # --- invite / import / reinvite / reconsent / cancel / revoke --------------------------------
-    def create_advertiser(self, advertiser, invitation, events):
+    def imported_grant(self, grant_key):
+        return self.grants.get(grant_key)
+
+    def create_advertiser(self, advertiser, invitation, events, *, grant_key=None):
         with self.lock:
-            if advertiser.advertiser_id in self.advertisers:
+            if advertiser.advertiser_id in self.advertisers or (grant_key is not None and grant_key in self.grants):
                 raise TransitionRefused(REFUSED["exists"])
+            if grant_key is not None:
+                self.grants[grant_key] = advertiser.advertiser_id
             self.advertisers[advertiser.advertiser_id] = advertiser
             if invitation is not None:
                 self.invitations[invitation.token_hash] = invitation
@@ -106,6 +112,10 @@ class MemoryStore:
             current = self.advertisers.get(advertiser.advertiser_id)
             if current is None or current.generation != advertiser.generation:
                 return False
+            # the branch taken from the status read must still hold (as the DynamoDB condition says)
+            kind = lambda status: status if status in (CONNECTED, AdvertiserStatus.CANCELLED) else None  # noqa: E731
+            if kind(current.status) != kind(advertiser.status):
+                return False
             changes = dict(generation=invitation.generation, invitation_hash=invitation.token_hash,
                            invitation_expires_at=invitation.expires_at, invitation_purpose=invitation.purpose,
                            updated_at=now)
@@ -115,8 +125,8 @@ class MemoryStore:
                 open_one = self.invitations.get(current.invitation_hash)
                 if open_one is not None and open_one.claimed_by and (open_one.claim_until or 0) >= now:
                     return False  # the advertiser is completing the current link right now
-                quiet = quiet_since if quiet_since is not None else now
-                if open_one is not None and (self.last_flow.get(open_one.token_hash) or 0) >= quiet:
+                if (open_one is not None and quiet_since is not None
+                        and (self.last_flow.get(open_one.token_hash) or 0) >= quiet_since):
                     return False  # ... or is at Amazon with it
                 changes.update(reconsent_pending=True, reconsent_leads_sent=tuple(
                     sorted({*current.reconsent_leads_sent, *reconsent_leads}, reverse=True)))
@@ -294,15 +304,19 @@ class MemoryStore:
                 return None
             self.leases[advertiser_id] = (owner, until)
             self.fences[advertiser_id] = self.fences.get(advertiser_id, 0) + 1
-            return Lease(advertiser_id, owner, self.fences[advertiser_id], until), self.advertisers[advertiser_id]
+            adv = self.advertisers[advertiser_id]
+            return Lease(advertiser_id, owner, self.fences[advertiser_id], until, adv.connected_at), adv
 
     def _holds(self, lease):
         held = self.leases.get(lease.advertiser_id)
         return bool(held) and held[0] == lease.owner and self.fences.get(lease.advertiser_id) == lease.fence
 
+    def _holds_grant(self, lease):  # and the grant is still the one the lease was taken on
+        return self._holds(lease) and self.advertisers[lease.advertiser_id].connected_at == lease.grant_at
+
     def hold_lease(self, lease, now, until):
         with self.lock:
-            if not self._holds(lease) or self.advertisers[lease.advertiser_id].status is not CONNECTED:
+            if not self._holds_grant(lease) or self.advertisers[lease.advertiser_id].status is not CONNECTED:
                 return None
             self.leases[lease.advertiser_id] = (lease.owner, until)
             return replace(lease, until=until)
@@ -315,7 +329,7 @@ class MemoryStore:
     def record_refresh(self, advertiser_id, *, lease, token_expires_at, due_at, now, profiles_at=None, pending_regions=None):
         with self.lock:
             adv = self.advertisers[advertiser_id]
-            if not self._holds(lease) or adv.status is not CONNECTED:
+            if not self._holds_grant(lease) or adv.status is not CONNECTED:
                 return False
             changes = dict(token_expires_at=token_expires_at, last_refresh_at=now, updated_at=now, last_refresh_error="")
             if profiles_at is not None:
@@ -324,13 +338,32 @@ class MemoryStore:
             self.due[advertiser_id] = due_at
             return True
 
+    def note_reconsent_leads(self, advertiser, leads, lease, events=()):
+        with self.lock:
+            adv = self.advertisers[advertiser.advertiser_id]
+            if not self._holds(lease) or adv.status is not CONNECTED or adv.generation != advertiser.generation:
+                return False
+            self.advertisers[adv.advertiser_id] = replace(adv, reconsent_leads_sent=tuple(
+                sorted({*adv.reconsent_leads_sent, *leads}, reverse=True)))
+            self._emit(events)
+            return True
+
+    def record_grant(self, advertiser_id, grant, lease):
+        with self.lock:
+            adv = self.advertisers[advertiser_id]
+            if not self._holds_grant(lease) or adv.grant_expiry_basis:
+                return False
+            self.advertisers[advertiser_id] = replace(adv, consented_at=grant.consented_at, grant_expires_at=grant.expires_at,
+                                                      grant_expiry_basis=grant.basis)
+            return True
+
     def record_refresh_error(self, advertiser_id, reason, now):
         with self.lock:
             self.advertisers[advertiser_id] = replace(self.advertisers[advertiser_id], last_refresh_error=reason)
 
     def mark_needs_reauth(self, advertiser_id, reason, now, lease, events=()):
         with self.lock:
-            if not self._holds(lease) or self.advertisers[advertiser_id].status is not CONNECTED:
+            if not self._holds_grant(lease) or self.advertisers[advertiser_id].status is not CONNECTED:
                 return False
             self._write(advertiser_id, status=AdvertiserStatus.NEEDS_REAUTH, status_reason=reason, updated_at=now,
                         reconsent_pending=False)
@@ -429,23 +462,40 @@ class MemoryVault:
         self._access_history[version] = (access_token, expires_at)
         self.order.append("access")
 
-    def put_grant(self, advertiser_id, tokens, issued_at, *, replacing):
+    def put_grant(self, advertiser_id, tokens, issued_at):
         with self._lock:
             previous = self.versions.get(advertiser_id)
-            previous_access = self._access_version.get(advertiser_id) if replacing else None
+            previous_access = self._access_version.get(advertiser_id)
             new = self._store(advertiser_id, tokens.refresh_token)
-            self._put_access(advertiser_id, tokens.access_token, tokens.expires_at)
-            return GrantReceipt(previous if replacing else None, new, previous_access)
+            receipt = GrantReceipt(previous, new, previous_access)
+        try:
+            self._put_access_checked(advertiser_id, tokens.access_token, tokens.expires_at)
+        except Exception:
+            self.undo_grant(advertiser_id, receipt, revoked=False)
+            raise
+        return replace(receipt, new_access_version=self._access_version[advertiser_id])
 
-    def undo_grant(self, advertiser_id, receipt, *, delete):
-        if delete or receipt.previous_refresh_version is None:
+    def _put_access_checked(self, advertiser_id, access_token, expires_at):
+        with self._lock:
+            self._put_access(advertiser_id, access_token, expires_at)
+
+    def undo_grant(self, advertiser_id, receipt, *, revoked):
+        if revoked:
             self.delete_tokens(advertiser_id)
             return
         with self._lock:
-            if self.versions.get(advertiser_id) == receipt.new_refresh_version:
-                self._store(advertiser_id, self._history[receipt.previous_refresh_version])
-            if receipt.previous_access_version is not None:
-                self._put_access(advertiser_id, *self._access_history[receipt.previous_access_version])
+            if receipt.new_refresh_version is not None and self.versions.get(advertiser_id) == receipt.new_refresh_version:
+                if receipt.previous_refresh_version is None:
+                    self.refresh.pop(advertiser_id, None)
+                    self.versions.pop(advertiser_id, None)
+                else:
+                    self._store(advertiser_id, self._history[receipt.previous_refresh_version])
+            if receipt.new_access_version is not None and self._access_version.get(advertiser_id) == receipt.new_access_version:
+                if receipt.previous_access_version is None:
+                    self.access.pop(advertiser_id, None)
+                    self._access_version.pop(advertiser_id, None)
+                else:
+                    self._put_access(advertiser_id, *self._access_history[receipt.previous_access_version])
 
     def replace_refresh_token(self, advertiser_id, refresh_token, issued_at, *, replaces, fence):
         with self._lock:

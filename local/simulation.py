@@ -16,7 +16,6 @@ import itertools
 import random
 import threading
 from collections import deque
-from dataclasses import replace
 from typing import Callable
 
 from adsauth.errors import GrantInvalid, LwaUnavailable
@@ -38,7 +37,7 @@ def seed_connected(store, vault, advertiser_id: str, tokens: TokenSet, now: floa
                             token_expires_at=tokens.expires_at, connected_at=now, profiles_at=now,
                             consented_at=grant.consented_at, grant_expires_at=grant.expires_at,
                             grant_expiry_basis=grant.basis)
-    vault.put_grant(advertiser_id, tokens, now, replacing=False)
+    vault.put_grant(advertiser_id, tokens, now)
     store.create_advertiser(advertiser, None, ())
     return advertiser
 

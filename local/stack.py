@@ -62,6 +62,9 @@ class LocalStack:
     def start(self) -> "LocalStack":
         from moto.server import ThreadedMotoServer
 
+        from local import moto_patches
+
+        moto_patches.apply()  # transactions cost what they touch, not the whole table
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log would show URLs
         moto_port = free_port()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)

@@ -42,6 +42,9 @@ hypothesis_settings.load_profile("adsauth")
 
 def pytest_configure(config: pytest.Config) -> None:
     logging.Logger.handle = _capturing_handle  # type: ignore[method-assign]
+    from tests import dynamo_strict
+
+    dynamo_strict.install()  # DynamoDB's own check on unused placeholders, which moto skips
 
 
 def remember(*values: str | None) -> None:

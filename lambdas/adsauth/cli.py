@@ -2,20 +2,30 @@
 
 Settings come from the environment (the same variables the functions read). With ``--stack NAME``
 (or ``ADSAUTH_STACK``) the missing ones are read from the deployed stack's outputs.
+
+Exit codes: 0 done; 1 refused (an unknown advertiser, a transition whose condition did not hold,
+input the domain rejects, Login with Amazon saying no); 2 the command line itself is wrong
+(a missing ``--yes``, a malformed ``--cause`` or ``--expiring-within``, conflicting flags, no
+token on standard input). Either way nothing was changed, and no message ever shows a token.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Sequence
 
-from adsauth.errors import AdsAuthError, AdvertiserUnknown, InvalidRequest
+from adsauth.errors import AdsAuthError, AdvertiserUnknown, GrantInvalid, InvalidRequest
+from adsauth.mail import invitation_email
+from adsauth.models import Advertiser, AdvertiserStatus
 from adsauth.regions import Region
-from adsauth.settings import Settings, SettingsError, get_settings
+from adsauth.settings import DAY, Settings, SettingsError, get_settings
 
 # stack output -> environment variable
 STACK_OUTPUTS = {
@@ -29,7 +39,20 @@ STACK_OUTPUTS = {
     "SesSender": "SES_SENDER",
     "OperatorName": "OPERATOR_NAME",
     "SecretsKeyArn": "SECRETS_KMS_KEY_ID",  # `refresh` may create an access-token secret
+    "EventBusName": "EVENT_BUS_NAME",  # invite, reinvite, revoke and import announce their transitions
 }
+
+CAUSE = re.compile(r"[a-z][a-z_]{0,39}")  # fullmatch; a fixed code: it goes into an EventBridge event
+CONSENT_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+IMPORT_FIELDS = ("name", "email", "region", "consented_on", "refresh_token")
+TOKEN_REFUSED = (
+    "Login with Amazon refused this refresh token (invalid_grant): it expired, was revoked, "
+    "or belongs to another client"
+)
+
+
+class UsageError(Exception):
+    """The command line or standard input is malformed (exit 2); the message is fixed."""
 
 
 def stack_environment(stack_name: str) -> dict[str, str]:
@@ -49,36 +72,45 @@ def load_settings(stack: str | None) -> Settings:
     return get_settings()
 
 
-def invitation_email(settings: Settings, name: str, link: str, expires_at: float) -> tuple[str, str]:
-    until = datetime.fromtimestamp(expires_at, tz=timezone.utc).strftime("%d %B %Y, %H:%M UTC")
-    subject = f"{settings.operator_name} asks for access to your Amazon Ads account"
-    body = (
-        f"Hello {name},\n\n"
-        f"{settings.operator_name} would like to manage your Amazon Ads campaigns through the Amazon Ads API.\n\n"
-        f"Open this link to connect your account:\n{link}\n\n"
-        "What you will see: Amazon's own sign-in page, then a page where Amazon asks whether you allow "
-        f"{settings.operator_name}'s application to access your advertising data and manage your campaigns. "
-        "Click Allow to connect, or Cancel to decline. We never see your Amazon password, and you can "
-        "remove the access at any time in your Amazon account settings.\n\n"
-        f"The link works once and until {until}.\n"
-    )
-    return subject, body
-
-
 def send_invitation_email(settings: Settings, email: str, subject: str, body: str) -> None:
     import boto3
 
-    boto3.client("ses").send_email(
-        Source=settings.ses_sender,
-        Destination={"ToAddresses": [email]},
-        Message={"Subject": {"Data": subject, "Charset": "UTF-8"}, "Body": {"Text": {"Data": body, "Charset": "UTF-8"}}},
-    )
+    from adsauth.adapters.notify import SesMailer
+
+    SesMailer(client=boto3.client("ses"), sender=settings.ses_sender).send(email, subject, body)
+
+
+def _now() -> float:
+    from adsauth import wiring
+
+    return wiring.now()  # the functions' clock (tests travel in time with it)
 
 
 def _when(epoch: float | None) -> str:
     if not epoch:
         return "-"
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _day(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def grant_text(adv: Advertiser, settings: Settings, *, importing: bool = False) -> str:
+    """When the advertiser's grant ends, and what that is known from (``lifecycle.grant_for``)."""
+    basis, ends = adv.grant_expiry_basis, adv.grant_expires_at
+    if adv.status is AdvertiserStatus.REVOKED:
+        return "- (revoked: its tokens were deleted)"
+    if basis == "consent" and ends is not None and adv.consented_at is not None:
+        return f"{_when(ends)} (consent {_day(adv.consented_at)}; {round((ends - adv.consented_at) / DAY)} days)"
+    if basis == "token_response" and ends is not None:
+        return f"{_when(ends)} (as Login with Amazon's token response said)"
+    if basis == "unknown_consent" and ends is not None:
+        why = "consent date unknown: re-consent is asked before that" if importing else "consent date unknown"
+        return f"at the earliest {_when(ends)} ({why})"
+    if basis == "none":
+        return f"no end known (consent before {_day(settings.grant_expiry_from)})"
+    return "-"  # never connected
 
 
 def _print_invitation(settings: Settings, advertiser, token: str, ttl: int | None, no_email: bool) -> None:
@@ -102,13 +134,17 @@ def _ttl(args: argparse.Namespace) -> int | None:
     return int(args.valid_days * 86400)
 
 
+def _region(value: object) -> Region:
+    try:
+        return Region.parse(value)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
 def cmd_invite(args: argparse.Namespace, settings: Settings) -> int:
     from adsauth.wiring import onboarding
 
-    try:
-        region = Region.parse(args.region)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
+    region = _region(args.region)
     ttl = _ttl(args)
     advertiser, token = onboarding().invite(name=args.name, email=args.email, region=region, ttl_seconds=ttl)
     _print_invitation(settings, advertiser, token, ttl, args.no_email)
@@ -126,6 +162,19 @@ def cmd_reinvite(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    """Cancelling deletes no token (a connected advertiser's grant keeps serving) and `reinvite`
+    undoes it, so unlike `revoke` it needs no --yes (accepted, so scripts may pass it to both)."""
+    from adsauth.wiring import onboarding
+
+    _advertiser_or_fail(args.advertiser)
+    adv = onboarding().cancel(args.advertiser)  # TransitionRefused when no invitation is open
+    kept = ": its current grant keeps serving" if adv.status is AdvertiserStatus.CONNECTED else ""
+    print(f"{adv.advertiser_id}: invitation cancelled; its link and every sign-in it started no longer work "
+          f"(status {adv.status.value}{kept})")
+    return 0
+
+
 def _profile_counts(store, advertiser_id: str) -> dict[str, int]:
     counts = {"NA": 0, "EU": 0, "FE": 0}
     for profile in store.list_profiles(advertiser_id):
@@ -134,20 +183,70 @@ def _profile_counts(store, advertiser_id: str) -> dict[str, int]:
     return counts
 
 
+def _expiring_within(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        days = float(value)
+    except ValueError:
+        days = math.nan
+    if not math.isfinite(days) or days <= 0:
+        raise UsageError("--expiring-within must be a number of days above 0, e.g. 30")
+    return days
+
+
+def _status_cell(adv: Advertiser, now: float) -> str:
+    if adv.status is AdvertiserStatus.INVITED and not adv.invitation_open(now):
+        return "invitation_expired"
+    if adv.status is AdvertiserStatus.CONNECTED and adv.reconsent_pending:
+        return "connected+"
+    return adv.status.value
+
+
+def _grant_cell(adv: Advertiser) -> str:
+    if adv.status is AdvertiserStatus.REVOKED:
+        return "-"
+    if adv.grant_expiry_basis == "none":
+        return "no end"
+    if adv.grant_expires_at is None:
+        return "-"
+    return (">=" if adv.grant_expiry_basis == "unknown_consent" else "") + _when(adv.grant_expires_at)
+
+
+LEGEND = {
+    "*": "* = region pending (retried by the refresher)",
+    "+": "connected+ = re-consent pending (the current grant serves until the new link is completed)",
+    ">=": ">= = at the earliest (consent date unknown)",
+}
+
+
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from adsauth.wiring import store
 
-    rows = [("ADVERTISER", "NAME", "STATUS", "TOKEN EXPIRES", "LAST REFRESH", "NA", "EU", "FE")]
-    for adv in store().list_advertisers():
+    within = _expiring_within(args.expiring_within)
+    now = _now()
+    advertisers = store().list_advertisers()
+    if within is not None:
+        advertisers = sorted(
+            (a for a in advertisers if a.status is AdvertiserStatus.CONNECTED and a.grant_expires_at is not None
+             and a.grant_expires_at - now <= within * DAY),
+            key=lambda a: a.grant_expires_at or 0.0,
+        )
+    rows = [("ADVERTISER", "NAME", "STATUS", "TOKEN EXPIRES", "GRANT EXPIRES", "LAST REFRESH", "NA", "EU", "FE")]
+    used: set[str] = set()
+    for adv in advertisers:
         counts = _profile_counts(store(), adv.advertiser_id)
         pending = {r.value for r in adv.pending_regions}
         cells = [f"{counts[r]}{'*' if r in pending else ''}" for r in ("NA", "EU", "FE")]
-        rows.append((adv.advertiser_id, adv.name[:30], adv.status.value, _when(adv.token_expires_at),
+        status, grant = _status_cell(adv, now), _grant_cell(adv)
+        used.update(mark for mark, hit in (("*", pending), ("+", status.endswith("+")), (">=", grant.startswith(">="))) if hit)
+        rows.append((adv.advertiser_id, adv.name[:30], status, _when(adv.token_expires_at), grant,
                      _when(adv.last_refresh_at), *cells))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
-    print(f"\n{len(rows) - 1} advertisers; * = region pending (retried by the refresher)")
+    count = f"{len(rows) - 1} advertisers" + (f" whose grant ends within {within:g} days" if within is not None else "")
+    print("\n" + "; ".join([count, *(LEGEND[mark] for mark in LEGEND if mark in used)]))
     return 0
 
 
@@ -160,10 +259,30 @@ def _advertiser_or_fail(advertiser_id: str):
     return advertiser
 
 
+def _invitation_text(adv: Advertiser, now: float) -> str:
+    if not adv.invitation_hash:
+        return "none"
+    purpose = adv.invitation_purpose or "invite"
+    if adv.invitation_open(now):
+        return f"open until {_when(adv.invitation_expires_at)} ({purpose})"
+    return f"expired {_when(adv.invitation_expires_at)} ({purpose})"
+
+
+def _reconsent_text(adv: Advertiser) -> str:
+    if not adv.reconsent_pending:
+        return "none"
+    if not adv.reconsent_leads_sent:  # a reinvite of a connected advertiser
+        return "pending (an operator's reinvite; the current grant serves until it is completed)"
+    leads = sorted(adv.reconsent_leads_sent, reverse=True)
+    latest = f"; latest lead {leads[-1]} days" if len(leads) > 1 else ""
+    return f"pending since lead {leads[0]} days{latest}"
+
+
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     from adsauth.wiring import store
 
     adv = _advertiser_or_fail(args.advertiser)
+    now = _now()
     print(f"advertiser:    {adv.advertiser_id}")
     print(f"name / email:  {adv.name} <{adv.email}>")
     print(f"home region:   {adv.region.value}")
@@ -171,6 +290,10 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     print(f"status:        {adv.status.value}{reason}")
     print(f"connected:     {_when(adv.connected_at)}")
     print(f"token expires: {_when(adv.token_expires_at)}")
+    print(f"grant expires: {grant_text(adv, settings)}")
+    print(f"generation:    {adv.generation}")
+    print(f"invitation:    {_invitation_text(adv, now)}")
+    print(f"re-consent:    {_reconsent_text(adv)}")
     print(f"last refresh:  {_when(adv.last_refresh_at)}{' — last error: ' + adv.last_refresh_error if adv.last_refresh_error else ''}")
     print(f"profiles read: {_when(adv.profiles_at)}; pending regions: {', '.join(r.value for r in adv.pending_regions) or 'none'}")
     print("profiles:")
@@ -199,13 +322,135 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from adsauth.wiring import refresher
 
+    if not CAUSE.fullmatch(args.cause):
+        raise UsageError("--cause must be a code of a-z and _ (a letter first, at most 40), e.g. contract_ended")
     adv = _advertiser_or_fail(args.advertiser)
     if not args.yes:
-        print(f"error: revoking deletes {adv.advertiser_id}'s tokens; repeat with --yes to confirm", file=sys.stderr)
-        return 2
+        raise UsageError(f"revoking deletes {adv.advertiser_id}'s tokens; repeat with --yes to confirm")
     refresher().revoke(adv.advertiser_id, cause=args.cause)
     print(f"{adv.advertiser_id}: tokens deleted, status revoked (records and history kept; `reinvite` to reconnect)")
     return 0
+
+
+# --- import: a refresh token obtained elsewhere --------------------------------------------------
+def _consent_epoch(value: str, label: str) -> float | None:
+    """``YYYY-MM-DD`` (00:00 UTC that day) or ``unknown`` (None)."""
+    if value == "unknown":
+        return None
+    try:
+        if not CONSENT_DATE.fullmatch(value):
+            raise ValueError
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{label} must be a date (YYYY-MM-DD) or unknown") from None
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+
+
+def _read_token() -> str:
+    """The first line of standard input, stripped (typed without echo on a terminal)."""
+    if sys.stdin is None:
+        line = ""
+    elif sys.stdin.isatty():
+        import getpass
+
+        line = getpass.getpass("refresh token (not shown): ")
+    else:
+        line = sys.stdin.readline()
+    token = line.strip()
+    if not token:
+        raise UsageError("no refresh token on standard input: give it as the first line (`< token.txt`)")
+    return token
+
+
+def _import_one(name: str, email: str, region: Region, token: str, consented_at: float | None):
+    from adsauth import wiring
+
+    try:
+        return wiring.onboarding().import_advertiser(
+            name=name, email=email, region=region, refresh_token=token, consented_at=consented_at,
+            lwa=wiring.lwa_client(),
+        )
+    except GrantInvalid:
+        raise AdsAuthError(TOKEN_REFUSED) from None
+    except AdsAuthError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - AWS errors can echo values: only the type is shown
+        raise AdsAuthError(f"importing failed ({type(exc).__name__}); run `list` to see whether it was recorded") from None
+
+
+def _counts_text(counts: dict[str, int], pending: tuple[str, ...]) -> str:
+    return ", ".join(f"{r} {counts[r]}{'*' if r in pending else ''}" for r in ("NA", "EU", "FE"))
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from adsauth.wiring import store
+
+    single = {"--name": args.name, "--email": args.email, "--region": args.region, "--consented-on": args.consented_on}
+    if args.bulk:
+        if any(value is not None for value in single.values()):
+            raise UsageError("--bulk reads every row from standard input; leave out --name, --email, --region and --consented-on")
+        return _import_bulk(settings)
+    missing = [flag for flag, value in single.items() if value is None]
+    if missing:
+        raise UsageError(f"import needs {', '.join(missing)} (or --bulk, with JSON lines on standard input)")
+    region = _region(args.region)
+    consented_at = _consent_epoch(args.consented_on, "--consented-on")
+    adv, result = _import_one(args.name, args.email, region, _read_token(), consented_at)
+    pending = result.regions_pending
+    print(f"advertiser:    {adv.advertiser_id} ({adv.name})")
+    print(f"status:        {adv.status.value}")
+    print(f"profiles:      {_counts_text(_profile_counts(store(), adv.advertiser_id), pending)}"
+          + (" (* pending: retried by the refresher)" if pending else ""))
+    print(f"grant expires: {grant_text(adv, settings, importing=True)}")
+    return 0
+
+
+def _bulk_row(line: str) -> tuple[str, str, Region, float | None, str]:
+    """One JSON line: its fields, or InvalidRequest with a fixed message (never the row's text)."""
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("not valid JSON") from None
+    if not isinstance(row, dict):
+        raise InvalidRequest("not a JSON object")
+    missing = [f for f in IMPORT_FIELDS if f not in row]
+    if missing:
+        raise InvalidRequest(f"missing field(s): {', '.join(missing)}")
+    if len(row) != len(IMPORT_FIELDS):
+        raise InvalidRequest(f"unexpected field(s): a row has exactly {', '.join(IMPORT_FIELDS)}")
+    if not all(isinstance(row[f], str) for f in IMPORT_FIELDS):
+        raise InvalidRequest("every field must be a string")
+    consented_at = _consent_epoch(row["consented_on"], "consented_on")
+    return row["name"], row["email"], _region(row["region"]), consented_at, row["refresh_token"].strip()
+
+
+def _import_bulk(settings: Settings) -> int:
+    from adsauth.wiring import store
+
+    ok = failed = 0
+    imported: dict[str, int] = {}  # refresh token -> its row: the same grant is imported once
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            name, email, region, consented_at, token = _bulk_row(line)
+            if token in imported:
+                raise InvalidRequest(f"the same refresh token as row {imported[token]}, imported already")
+            adv, result = _import_one(name, email, region, token, consented_at)
+        except AdsAuthError as exc:  # fixed messages only (see adsauth.errors)
+            failed += 1
+            print(f"row {number}: error {exc}", flush=True)
+            continue
+        ok += 1
+        imported[token] = number
+        counts = _counts_text(_profile_counts(store(), adv.advertiser_id), result.regions_pending)
+        print(f"row {number}: ok {adv.advertiser_id} {adv.status.value} ({counts}; "
+              f"grant expires {grant_text(adv, settings, importing=True)})", flush=True)
+    if not ok + failed:
+        raise UsageError("no rows on standard input: one JSON object a line with " + ", ".join(IMPORT_FIELDS))
+    again = "; correct the failed rows and import only those again" if failed else ""
+    print(f"{ok + failed} row{'s' if ok + failed != 1 else ''}: {ok} imported, {failed} failed{again}")
+    return 0 if not failed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,8 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (invite, reinvite):
         sub.add_argument("--valid-days", type=float, default=None, help="link lifetime (default from config, 7)")
         sub.add_argument("--no-email", action="store_true", help="only print the link")
-    commands.add_parser("list", help="all advertisers: status, token expiry, profiles per region")
-    show = commands.add_parser("show", help="one advertiser: profiles and token events")
+    cancel = commands.add_parser("cancel", help="withdraw an advertiser's open invitation and every sign-in it started")
+    cancel.add_argument("advertiser")
+    cancel.add_argument("--yes", action="store_true", help="accepted, not needed: cancelling deletes no tokens")
+    listing = commands.add_parser("list", help="all advertisers: status, token and grant expiry, profiles per region")
+    listing.add_argument("--expiring-within", metavar="DAYS", default=None,
+                         help="only connected advertisers whose grant ends within DAYS, soonest first")
+    show = commands.add_parser("show", help="one advertiser: grant, invitation, profiles and token events")
     show.add_argument("advertiser")
     show.add_argument("--events", type=int, default=20, help="how many events to show (default 20)")
     refresh = commands.add_parser("refresh", help="refresh an advertiser's access token now")
@@ -231,17 +481,27 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = commands.add_parser("revoke", help="delete an advertiser's tokens; keep its records")
     revoke.add_argument("advertiser")
     revoke.add_argument("--yes", action="store_true", help="confirm")
-    revoke.add_argument("--cause", default="operator", help="recorded in the audit trail")
+    revoke.add_argument("--cause", default="operator", help="a code for the audit trail and the event, e.g. contract_ended")
+    imp = commands.add_parser(
+        "import", help="record a connected advertiser from a refresh token read on standard input (never an argument)")
+    imp.add_argument("--name", help="advertiser or business name")
+    imp.add_argument("--email", help="the advertiser's contact (re-consent e-mails)")
+    imp.add_argument("--region", help="NA, EU or FE: where the advertiser consented")
+    imp.add_argument("--consented-on", metavar="YYYY-MM-DD|unknown", help="the consent's date (UTC), or unknown")
+    imp.add_argument("--bulk", action="store_true",
+                     help="JSON lines on standard input, each with " + ", ".join(IMPORT_FIELDS))
     return parser
 
 
 COMMANDS = {
     "invite": cmd_invite,
     "reinvite": cmd_reinvite,
+    "cancel": cmd_cancel,
     "list": cmd_list,
     "show": cmd_show,
     "refresh": cmd_refresh,
     "revoke": cmd_revoke,
+    "import": cmd_import,
 }
 
 
@@ -252,6 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args, settings)
     except SettingsError as exc:
         print(f"error: {exc} (set it, or pass --stack NAME)", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except AdsAuthError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -28,6 +28,10 @@ _clock = time.time  # tests move time by replacing this
 MAX_CACHE_SECONDS = 300  # a renewed or revoked token is noticed within five minutes
 PROFILE_CACHE_SECONDS = 3600  # profiles rarely move between grants
 REAUTH_STATUSES = frozenset({"needs_reauth", "revoked"})
+# a stored token is served only for these: connected, or needs_reauth while its last token lasts.
+# Any other status means the secret is left over from a completion that lost a race against a
+# revoke or a cancel (it is being taken back): never served.
+SERVING_STATUSES = frozenset({"connected", "needs_reauth"})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
@@ -187,6 +191,13 @@ def _token(advertiser_id: str, minimum: float, *, force: bool) -> AccessToken:
         if cached and now < cached[1] and cached[0].remaining_seconds(now) >= minimum:
             return cached[0]
     token = _read_token(advertiser_id)
+    status = advertiser_status(advertiser_id)  # once per cache miss: the lifecycle decides, not the secret
+    if status not in SERVING_STATUSES:
+        with _lock:
+            _tokens.pop(advertiser_id, None)
+        if status in REAUTH_STATUSES:
+            raise NeedsReauthorization(advertiser_id)
+        raise AdvertiserNotFound(advertiser_id=advertiser_id)
     remaining = token.remaining_seconds()
     max_age = min(MAX_CACHE_SECONDS, remaining - minimum)
     with _lock:
@@ -195,7 +206,7 @@ def _token(advertiser_id: str, minimum: float, *, force: bool) -> AccessToken:
         else:  # never keep a token that no longer has the promised time left
             _tokens.pop(advertiser_id, None)
     if remaining < minimum:
-        if advertiser_status(advertiser_id) in REAUTH_STATUSES:
+        if status in REAUTH_STATUSES:
             raise NeedsReauthorization(advertiser_id)
         raise TokenUnavailable(advertiser_id)
     return token
@@ -218,7 +229,8 @@ def _read_token(advertiser_id: str) -> AccessToken:
 
 
 def advertiser_status(advertiser_id: str) -> str | None:
-    item = _store().table.get_item(Key=schema.advertiser_key(advertiser_id)).get("Item")
+    item = _store().table.get_item(Key=schema.advertiser_key(advertiser_id), ProjectionExpression="#s",
+                                   ExpressionAttributeNames={"#s": "status"}).get("Item")
     return item.get("status") if item else None
 
 

@@ -20,25 +20,28 @@ that generation still being the advertiser's. So an older link shows "this link 
 |---------------|-----------------------------|-----------------------------------------------------------------------------------|--------|
 | invite        | ops CLI                     | the advertiser does not exist                                                     | advertiser ``invited``, generation 1, its invitation; ``AdvertiserInvited`` |
 | reinvite      | ops CLI                     | generation unchanged since read                                                   | generation + 1, new invitation; ``connected`` stays (``reconsent_pending``: the grant serves until the new consent replaces it), ``cancelled`` becomes ``invited``, any other status stays until the link completes; ``AdvertiserInvited`` |
-| reconsent     | refresher (schedule)        | ``connected``, generation unchanged, this lead not sent, no flow of the current invitation holding its claim | generation + 1, new invitation valid until the grant ends (emailed), ``reconsent_pending``; ``GrantExpiring`` + ``AdvertiserInvited`` |
+| reconsent     | refresher (schedule)        | ``connected``, generation unchanged, this lead not sent, no flow of the current invitation holding its claim (nor, before the last lead, opened in the last 10 minutes) | with a mailer: generation + 1, new invitation valid until the grant ends (e-mailed), ``reconsent_pending``, ``GrantExpiring`` + ``AdvertiserInvited``; without: the lead noted, ops alerted to ``reinvite``, ``GrantExpiring`` (no link nobody receives, no link of ops replaced) |
 | cancel        | ops CLI                     | generation unchanged, an invitation is open                                       | generation + 1, no invitation; ``cancelled`` if never connected (else status kept, ``reconsent_pending`` cleared) |
-| start         | advertiser (``/connect``)   | invitation of the current generation, not completed, not expired, fewer than ``max_flows_per_window`` flows in the window | a state (hashed) of that generation |
-| claim         | advertiser (``/callback``)  | state unused and of the current generation; invitation not completed, unclaimed (or its claim expired), fewer than ``max_token_calls_per_window`` token calls in the window | state consumed, invitation claimed by this state: only now is the code exchanged |
-| complete      | callback / POST /token      | the claim is still this state's; generation unchanged                             | ``connected``, consent and grant expiry recorded, invitation completed, ``reconsent_pending`` cleared; ``AdvertiserConnected`` or ``ReconsentCompleted`` |
+| start         | advertiser (``/connect``)   | invitation of the current generation, not completed, not expired, fewer than ``max_flows_per_window`` (10) flows in the window (10 minutes) | a state (hashed) of that generation |
+| claim         | advertiser (``/callback``)  | state unused and of the current generation; invitation not completed, unclaimed (or its claim expired, 60 s), fewer than ``max_token_calls_per_window`` (5) token calls in the window | state consumed, invitation claimed by this state: only now is the code exchanged |
+| complete      | callback / POST /token      | the claim is still this state's; generation unchanged (checked again before anything is stored, and in the commit); POST /token: not ``revoked``/``cancelled`` unless a new invitation is open | ``connected``, consent and grant expiry recorded, invitation completed, ``reconsent_pending`` cleared; ``AdvertiserConnected`` or ``ReconsentCompleted`` |
 | release       | callback                    | the claim is this state's                                                         | invitation unclaimed (the same link can be retried) |
 | decline       | callback                    | state unused and of the current generation; status ``invited``/``declined``/``failed`` | ``declined``; ``AdvertiserDeclined`` (a connected or revoked advertiser is not downgraded) |
 | fail          | callback                    | as decline                                                                        | ``failed`` (reason kept) |
-| refresh       | refresher (lease holder)    | ``connected``, lease owner and fence still its own                                | token expiry, deadline |
-| needs_reauth  | refresher (lease holder)    | ``connected``, lease still its own                                                | ``needs_reauth`` (``invalid_grant``, ``refresh_token_missing``); ``AdvertiserNeedsReauth`` |
-| grant_expired | refresher (lease holder)    | ``connected``, lease still its own, the grant's known end is within the lead      | ``needs_reauth`` (``grant_expired``), before LwA starts refusing; ``AdvertiserNeedsReauth`` |
+| refresh       | refresher (lease holder)    | ``connected``, lease owner and fence still its own, the grant the lease was taken on (``connected_at``) still current | token expiry, deadline |
+| needs_reauth  | refresher (lease holder)    | as refresh                                                                        | ``needs_reauth`` (``invalid_grant``, ``refresh_token_missing``); ``AdvertiserNeedsReauth`` |
+| grant_expired | refresher (lease holder)    | as refresh, and the grant's known end is within the lead                          | ``needs_reauth`` (``grant_expired``), before LwA starts refusing; ``AdvertiserNeedsReauth`` |
 | revoke        | ops CLI                     | generation unchanged (status set **first**, then the secrets are deleted)          | ``revoked``, generation + 1; ``AdvertiserRevoked`` |
-| import        | ops CLI                     | the advertiser does not exist; its refresh token was proven by one refresh        | ``connected`` with its consent date; ``AdvertiserConnected`` |
+| import        | ops CLI                     | the advertiser does not exist, the refresh token (by its hash) was never imported, its consent date does not put its end in the past (checked before LwA is asked); proven by one refresh | ``connected`` with its consent date; ``AdvertiserConnected`` |
 
 Secrets: only ``complete`` and ``import`` create an advertiser's secrets. The refresher only ever
 updates existing ones (a refresh racing a ``revoke`` cannot bring a token back). A completion whose
 commit fails after its tokens were stored (a ``revoke``, ``reinvite`` or ``cancel`` won the race)
-undoes them: it deletes them when the advertiser had none (or is now revoked) and restores the
-previous grant otherwise.
+takes back what it wrote and nobody replaced since: both secrets when the advertiser is now
+revoked or cancelled, otherwise it puts back the versions it replaced (or deletes a secret it
+created). The downstream client serves a stored token only for a ``connected`` advertiser (or a
+``needs_reauth`` one while its last token lasts), so a secret left by a crash mid-completion is
+never read.
 
 ``profiles changed`` is not a status transition but is announced too (``ProfilesChanged``).
 """
@@ -55,7 +58,7 @@ CONNECTED = AdvertiserStatus.CONNECTED
 REFUSED = {
     "changed": "The advertiser changed meanwhile (another command or flow); nothing was done. Run `show` and retry.",
     "no_invitation": "The advertiser has no open invitation to cancel.",
-    "revoked": "The advertiser is revoked; send a new invitation with `reinvite`.",
+    "revoked": "The advertiser is revoked or cancelled; send a new invitation with `reinvite` first.",
     "exists": "An advertiser with this id exists already.",
 }
 

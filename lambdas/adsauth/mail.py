@@ -40,6 +40,7 @@ def reconsent_email(
         f"To keep your campaigns managed without interruption, open this link and click Allow at Amazon:\n{link}\n\n"
         "Nothing changes until you do: the current access keeps working until the new one replaces it. "
         "You can remove the access at any time in your Amazon account settings.\n\n"
-        f"The link works once and until {_date(expires_at)}; any earlier renewal link no longer works.\n"
+        f"The link works once, until {_date(expires_at)} or until a later reminder from us replaces it; "
+        "any earlier renewal link no longer works.\n"
     )
     return subject, body

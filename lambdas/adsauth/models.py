@@ -103,8 +103,9 @@ class GrantReceipt:
     commit can put them back. Version ids only, no value."""
 
     previous_refresh_version: str | None
-    new_refresh_version: str
+    new_refresh_version: str | None
     previous_access_version: str | None
+    new_access_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,9 @@ class Lease:
     owner: str
     fence: int
     until: float
+    # the grant the lease was taken on (its ``connected_at``): the refresher's writes are for that
+    # grant only, so a re-consent completed meanwhile is never marked needs_reauth nor overwritten
+    grant_at: float | None = None
 
 
 @dataclass(frozen=True)

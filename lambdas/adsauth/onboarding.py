@@ -247,6 +247,8 @@ class Onboarding:
         advertiser = self.store.get_advertiser(advertiser_id)
         if advertiser is None:
             raise AdvertiserUnknown()
+        if advertiser.status in (AdvertiserStatus.REVOKED, AdvertiserStatus.CANCELLED) and not advertiser.invitation_open(self.clock()):
+            raise TransitionRefused(REFUSED["revoked"])  # ops reconnect it with `reinvite` first
         return self._connect(
             advertiser_id=advertiser_id,
             generation=advertiser.generation,
@@ -295,26 +297,30 @@ class Onboarding:
         # costs max(secret writes, slowest region) instead of their sum.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="listing") as pool:
             listing = pool.submit(self.fetch_profiles, tokens.access_token)
+            committed = False
             try:
-                # the refresh token is the grant itself: it is persisted before anything else is stored
-                receipt = self.vault.put_grant(advertiser_id, tokens, now, replacing=replacing)
-                profiles, pending_regions = listing.result()
-                committed = self.store.complete_connection(
-                    advertiser_id=advertiser_id, generation=generation,
-                    invitation_hash=claim[0] if claim else None, state_hash=claim[1] if claim else None,
-                    grant=grant, token_expires_at=tokens.expires_at, pending_regions=pending_regions, now=now,
-                    events=announced,
-                )
+                # a revoke, reinvite or cancel during the exchange: nothing is stored (consistent read)
+                latest = self.store.get_advertiser(advertiser_id)
+                if latest is not None and latest.generation == generation:
+                    # the refresh token is the grant itself: it is persisted before anything else is stored
+                    receipt = self.vault.put_grant(advertiser_id, tokens, now)
+                    profiles, pending_regions = listing.result()
+                    committed = self.store.complete_connection(
+                        advertiser_id=advertiser_id, generation=generation,
+                        invitation_hash=claim[0] if claim else None, state_hash=claim[1] if claim else None,
+                        grant=grant, token_expires_at=tokens.expires_at, pending_regions=pending_regions, now=now,
+                        events=announced,
+                    )
             except Exception as exc:  # noqa: BLE001 - Secrets Manager or DynamoDB failed after LwA's answer
                 # The code is spent, so this attempt cannot be completed: say so (status and page)
                 # instead of leaving the advertiser "invited"; what was stored is taken back, and
                 # the claim let go, so the link works again.
                 _log_failure("storing the connection failed", exc, advertiser_id)
-                self._undo(advertiser_id, receipt, replacing)
+                self._undo(advertiser_id, receipt)
                 return self._failed(advertiser_id, STORAGE_FAILED, generation, claim)
         if not committed:
             # a revoke, reinvite or cancel won the race: the new grant is taken back
-            self._undo(advertiser_id, receipt, replacing)
+            self._undo(advertiser_id, receipt)
             self._release(claim)
             raise InvitationReplaced()
         try:
@@ -332,16 +338,16 @@ class Onboarding:
             profile_count=sum(len(p) for p in profiles.values()),
         )
 
-    def _undo(self, advertiser_id: str, receipt: GrantReceipt | None, replacing: bool) -> None:
+    def _undo(self, advertiser_id: str, receipt: GrantReceipt | None) -> None:
+        """Take back what this flow's grant stored (``put_grant`` took back its own partial
+        writes: no receipt, nothing stored). Only what nobody replaced since is touched."""
         if receipt is None:
-            if replacing:
-                return  # nothing of the new grant got stored (or we cannot tell): the old one stays
-            receipt = GrantReceipt(None, "", None)
+            return
         current = self.store.get_advertiser(advertiser_id)
-        revoked = current is None or current.status is AdvertiserStatus.REVOKED
+        revoked = current is None or current.status in (AdvertiserStatus.REVOKED, AdvertiserStatus.CANCELLED)
         try:
-            self.vault.undo_grant(advertiser_id, receipt, delete=revoked or not replacing)
-        except Exception as exc:  # noqa: BLE001 - logged; the operator can revoke to be sure
+            self.vault.undo_grant(advertiser_id, receipt, revoked=revoked)
+        except Exception as exc:  # noqa: BLE001 - logged; downstream never reads it (not connected)
             _log_failure("undoing a lost grant failed", exc, advertiser_id)
 
     def _release(self, claim: tuple[str, str] | None) -> None:
@@ -381,6 +387,13 @@ class Onboarding:
         now = self.clock()
         if consented_at is not None and consented_at > now:
             raise InvalidRequest("the consent date is in the future")
+        # refused before LwA is asked: a refresh may rotate the token, and the rotated one would be lost
+        by_date = grant_for(self.settings, consented_at, now=now)
+        if by_date.basis == "consent" and by_date.expires_at is not None and by_date.expires_at <= now:
+            raise InvalidRequest("by its consent date this grant has expired already")
+        grant_key = oauth.digest(refresh_token)  # only its hash is stored, as for states
+        if self.store.imported_grant(grant_key) is not None:
+            raise InvalidRequest("this refresh token was imported already")
         tokens = lwa.refresh(region, refresh_token)  # GrantInvalid: the token does not work
         if tokens.refresh_token != refresh_token:
             refresh_token = tokens.refresh_token  # rotated on the way: the new one is the grant
@@ -395,14 +408,13 @@ class Onboarding:
         )
         profiles, pending_regions = self.fetch_profiles(tokens.access_token)
         advertiser = replace(advertiser, pending_regions=tuple(pending_regions))
-        self.vault.put_grant(advertiser.advertiser_id, TokenSet(tokens.access_token, refresh_token, tokens.expires_at),
-                             now, replacing=False)
+        self.vault.put_grant(advertiser.advertiser_id, TokenSet(tokens.access_token, refresh_token, tokens.expires_at), now)
         announced = [events.connected(
             advertiser.advertiser_id, region=region.value, generation=1, source="import",
             consented_at=grant.consented_at, grant_expires_at=grant.expires_at, basis=grant.basis, now=now, reconsent=False,
         )]
         try:
-            self.store.create_advertiser(advertiser, None, announced)
+            self.store.create_advertiser(advertiser, None, announced, grant_key=grant_key)
         except Exception:
             self.vault.delete_tokens(advertiser.advertiser_id)
             raise

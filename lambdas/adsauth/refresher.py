@@ -52,7 +52,7 @@ from typing import Callable
 
 from adsauth import events
 from adsauth.events import relay
-from adsauth.lifecycle import REFUSED, expiring_soon, grant_end, grant_ended, new_invitation, reconsent_due
+from adsauth.lifecycle import REFUSED, expiring_soon, grant_end, grant_ended, grant_for, new_invitation, reconsent_due
 from adsauth.mail import reconsent_email
 
 from adsauth.errors import (
@@ -204,9 +204,15 @@ class Refresher:
         try:
             if advertiser.status is not AdvertiserStatus.CONNECTED:
                 return RefreshResult(advertiser_id, "not_connected", reason=advertiser.status.value)
+            if not advertiser.grant_expiry_basis and advertiser.connected_at is not None:
+                # connected before grants were recorded: its consent was its last connection
+                grant = grant_for(self.settings, advertiser.connected_at, now=now)
+                if self.store.record_grant(advertiser_id, grant, lease):
+                    advertiser = replace(advertiser, consented_at=grant.consented_at,
+                                         grant_expires_at=grant.expires_at, grant_expiry_basis=grant.basis)
             if grant_ended(advertiser, now, self.schedule.lead_seconds):
                 return self._needs_reauth(advertiser, lease, "grant_expired")  # before LwA refuses it
-            reconsent = self._maybe_reconsent(advertiser, now)
+            reconsent = self._maybe_reconsent(advertiser, lease, now)
             if reconsent:
                 advertiser = self.store.get_advertiser(advertiser_id) or advertiser
             if not self._due(advertiser, now, force_token, force_profiles):
@@ -225,50 +231,67 @@ class Refresher:
             self.store.release_lease(lease)
 
     # --- grant expiry and re-consent ---------------------------------------------------------------
-    def _maybe_reconsent(self, advertiser: Advertiser, now: float) -> int | None:
-        """Start a re-consent when a lead time before the grant's end has passed: a fresh
-        invitation of the next generation (emailed when a mailer is configured), events, and
-        ``reconsent_pending`` while the advertiser stays connected. Returns the lead (days)."""
+    def _maybe_reconsent(self, advertiser: Advertiser, lease: Lease, now: float) -> int | None:
+        """When a lead time before the grant's end has passed, start a re-consent: with a mailer,
+        a fresh invitation of the next generation e-mailed to the advertiser, valid until the end
+        (the next lead's replaces it), ``reconsent_pending`` while it stays connected; without one,
+        an alert asking ops to ``reinvite`` (no link is created that nobody receives, and the
+        links ops send are not replaced). ``GrantExpiring`` either way. Returns the lead (days)."""
         leads = reconsent_due(advertiser, self.settings, now)
         if not leads:
             return None
         lead = min(leads)  # several passed (an import late in its year): one invitation, the nearest lead
-        # valid until the grant ends (the next lead's link replaces it): never a gap without a link
-        ttl = max(self.settings.invitation_ttl_seconds, int((advertiser.grant_expires_at or now) - now))
+        unknown = advertiser.grant_expiry_basis == "unknown_consent"
+        ends = advertiser.grant_expires_at or now
+        if self.mailer is None:
+            announced = [events.grant_expiring(advertiser.advertiser_id, grant_expires_at=ends,
+                                               basis=advertiser.grant_expiry_basis, lead_days=lead,
+                                               generation=advertiser.generation, emailed=False, now=now)]
+            if not self.store.note_reconsent_leads(advertiser, leads, lease, announced):
+                return None
+            self._grant_alert(advertiser, emailed=False)
+            self.store.add_event(advertiser.advertiser_id, "grant_expiring", f"{lead}_days", now)
+            self._announce(announced)
+            return lead
+        ttl = max(self.settings.invitation_ttl_seconds, int(ends - now))
         invitation, token = new_invitation(
             advertiser, purpose="reconsent", now=now, ttl_seconds=ttl, generation=advertiser.generation + 1,
         )
-        emailed = self.mailer is not None
         announced = [
-            events.grant_expiring(advertiser.advertiser_id, grant_expires_at=advertiser.grant_expires_at or now,
-                                  basis=advertiser.grant_expiry_basis, lead_days=lead, generation=invitation.generation,
-                                  emailed=emailed, now=now),
+            events.grant_expiring(advertiser.advertiser_id, grant_expires_at=ends, basis=advertiser.grant_expiry_basis,
+                                  lead_days=lead, generation=invitation.generation, emailed=True, now=now),
             events.invited(advertiser.advertiser_id, region=advertiser.region.value, generation=invitation.generation,
                            purpose="reconsent", expires_at=invitation.expires_at, now=now),
         ]
+        # It waits while the advertiser is at Amazon with the current link, except at the last
+        # lead: someone holding the link cannot keep the re-consent from ever going out.
+        last_lead = lead == min(self.settings.reconsent_lead_days)
         if not self.store.issue_invitation(advertiser, invitation, now=now, events=announced, reconsent_leads=leads,
-                                           quiet_since=now - self.settings.state_ttl_seconds):
+                                           quiet_since=None if last_lead else now - self.settings.state_ttl_seconds):
             return None  # changed meanwhile, or the advertiser is using the current link right now: next run
         self.store.add_event(advertiser.advertiser_id, "reconsent", f"{lead}_days", now)
-        if self.mailer is not None:
-            subject, body = reconsent_email(self.settings, advertiser, self.settings.invitation_url(token),
-                                            invitation.expires_at, advertiser.grant_expires_at or now)
-            try:
-                self.mailer.send(advertiser.email, subject, body)
-            except Exception:  # noqa: BLE001 - the operator is told below; the next lead sends again
-                emailed = False
-        if not emailed or advertiser.grant_expiry_basis == "unknown_consent":
-            self.notifier.alert(
-                "adsauth: an advertiser's grant ends soon",
-                f"Advertiser {advertiser.name} ({advertiser.advertiser_id}): its Amazon Ads grant ends "
-                f"{'at the earliest ' if advertiser.grant_expiry_basis == 'unknown_consent' else ''}"
-                f"{_when(advertiser.grant_expires_at)}.\n\n"
-                + ("A re-consent invitation was emailed to the advertiser.\n" if emailed else
-                   "A re-consent invitation was created but not emailed (no SES sender configured, or SES failed).\n"
-                   f"Send the advertiser a link with:\n    python -m adsauth reinvite {advertiser.advertiser_id}\n"),
-            )
+        subject, body = reconsent_email(self.settings, advertiser, self.settings.invitation_url(token),
+                                        invitation.expires_at, ends)
+        try:
+            self.mailer.send(advertiser.email, subject, body)
+            emailed = True
+        except Exception:  # noqa: BLE001 - the operator is told; the next lead sends again
+            emailed = False
+        if not emailed or unknown:
+            self._grant_alert(advertiser, emailed=emailed)
         self._announce(announced)
         return lead
+
+    def _grant_alert(self, advertiser: Advertiser, *, emailed: bool) -> None:
+        earliest = "at the earliest " if advertiser.grant_expiry_basis == "unknown_consent" else ""
+        self.notifier.alert(
+            "adsauth: an advertiser's grant ends soon",
+            f"Advertiser {advertiser.name} ({advertiser.advertiser_id}): its Amazon Ads grant ends "
+            f"{earliest}{_when(advertiser.grant_expires_at)}.\n\n"
+            + ("A re-consent invitation was e-mailed to the advertiser.\n" if emailed else
+               "No re-consent invitation was e-mailed (no SES sender is configured, or SES failed).\n"
+               f"Send the advertiser a link with:\n    python -m adsauth reinvite {advertiser.advertiser_id}\n"),
+        )
 
     def _announce(self, announced) -> None:
         relay(self.store, self.publisher, announced)

@@ -67,8 +67,18 @@ def aws(monkeypatch):
         monkeypatch.setenv(name, "testing")
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    with mock_aws():
+    # not reset: moto's in-process backends are the session stack's moto server too (another
+    # region keeps them apart), so this removes what it made instead
+    mock = mock_aws()
+    mock.start(reset=False)
+    try:
         yield
+    finally:
+        client = boto3.client("secretsmanager")
+        for page in client.get_paginator("list_secrets").paginate():
+            for secret in page["SecretList"]:
+                client.delete_secret(SecretId=secret["ARN"], ForceDeleteWithoutRecovery=True)
+        mock.stop(remove_data=False)
 
 
 def test_the_vault_creates_secrets_with_the_key_and_protects_refresh_tokens(aws):
@@ -77,7 +87,7 @@ def test_the_vault_creates_secrets_with_the_key_and_protects_refresh_tokens(aws)
     vault = SecretsManagerVault(client=client, prefix="adsauth/AdsAuth/advertisers/", kms_key_id=key, refresh_readers=READERS)
 
     tokens = TokenSet(access_token="Atza|access", refresh_token="Atzr|first", expires_at=3600.0)
-    vault.put_grant("adv-1", tokens, issued_at=1.0, replacing=False)
+    vault.put_grant("adv-1", tokens, issued_at=1.0)
 
     refresh, access = (vault.refresh_secret_name("adv-1"), vault.access_secret_name("adv-1"))
     assert client.describe_secret(SecretId=refresh)["KmsKeyId"] == key

@@ -268,6 +268,9 @@ def test_cancel_kills_the_link_of_an_invitation_sent_to_the_wrong_address(stack,
     before = exchanges(stack)
     assert stale.finish() == "invitation_replaced" and exchanges(stack) == before
     assert not secrets_of(advertiser_id) and advertiser(advertiser_id)["status"] == "cancelled"
+    # sent again (to the right address): a new link of the next generation connects
+    assert Tab(stack, browser(), reinvite(stack, advertiser_id)).finish() == "connected"
+    assert int(advertiser(advertiser_id)["generation"]) == 3
 
 
 def test_a_stale_tabs_decline_or_failure_never_overwrites_revoked_or_needs_reauth(stack, browser):
@@ -613,3 +616,47 @@ def test_two_reconsent_runs_at_once_send_one_invitation(stack, browser, aged):
         assert len(stack.sent_emails()) == sent + 1 and int(advertiser(advertiser_id)["generation"]) == 2
     finally:
         stack.disable_email()
+
+
+@pytest.mark.parametrize("window", ["exchange", "stored"])
+def test_a_flow_that_lost_its_commit_never_takes_back_a_newer_grant(stack, browser, during_exchange, monkeypatch, window):
+    """Flow A is exchanging (or has just stored its tokens); ops reinvite and the advertiser
+    completes the new link (B) first; A's commit then fails: A stores nothing (exchange), or
+    takes back only what it wrote by putting B's versions back (stored). B's grant stays."""
+    advertiser_id, link = invite(stack)
+    stale = Tab(stack, browser(), link)
+    done = []
+
+    def newer_grant_completes():
+        if done:
+            return  # B runs through the same patched code
+        done.append(True)
+        assert Tab(stack, browser(), reinvite(stack, advertiser_id)).finish() == "connected"
+
+    if window == "exchange":
+        during_exchange(newer_grant_completes)
+    else:
+        vault = wiring.vault()
+        real = vault.put_grant
+
+        def put_grant(*args, **kwargs):
+            receipt = real(*args, **kwargs)
+            newer_grant_completes()
+            return receipt
+
+        monkeypatch.setattr(vault, "put_grant", put_grant)
+    assert stale.finish() == "invitation_replaced"
+    adv = advertiser(advertiser_id)
+    assert adv["status"] == "connected" and int(adv["generation"]) == 2
+    assert secrets_of(advertiser_id) == {"refresh", "access"}
+    assert wiring.refresher().refresh(advertiser_id, force=True).outcome == "refreshed"  # B's grant works
+
+
+def test_an_advertiser_connected_before_grants_were_recorded_gets_its_grant_on_the_next_refresh(stack, browser):
+    advertiser_id = connected_advertiser(stack, browser)
+    table().update_item(Key=schema.advertiser_key(advertiser_id),
+                        UpdateExpression="REMOVE consented_at, grant_expires_at, grant_expiry_basis, generation")
+    assert wiring.refresher().refresh(advertiser_id, force=True).outcome == "refreshed"
+    adv = advertiser(advertiser_id)
+    assert adv["grant_expiry_basis"] == "consent"
+    assert float(adv["grant_expires_at"]) == pytest.approx(float(adv["connected_at"]) + 365 * DAY, abs=1)

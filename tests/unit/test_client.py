@@ -103,8 +103,12 @@ def reads():
 
 
 def put_token(advertiser_id: str, expires_at: float) -> str:
+    """An access-token secret, and a connected advertiser unless the test made it already (a
+    token is served only for a connected advertiser, or a needs_reauth one while it lasts)."""
     token = "Atza|" + secrets.token_urlsafe(48)
     remember(token)
+    if "Item" not in boto3.resource("dynamodb").Table(TABLE).get_item(Key=schema.advertiser_key(advertiser_id)):
+        put_advertiser(advertiser_id)
     sm = boto3.client("secretsmanager")
     value = json.dumps({"access_token": token, "expires_at": expires_at})
     name = f"{PREFIX}access/{advertiser_id}"
@@ -426,3 +430,24 @@ def test_access_token_dataclass_is_frozen():
     token = AccessToken("Atza|x" * 4, T0, "adv-1")
     with pytest.raises(AttributeError):
         token.value = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("status, error", [("revoked", NeedsReauthorization), ("invited", AdvertiserNotFound),
+                                           ("cancelled", AdvertiserNotFound), ("failed", AdvertiserNotFound)])
+def test_a_token_left_by_a_lost_race_is_never_served(clock, status, error):
+    """A secret of an advertiser that is not connected (a completion that lost against a revoke
+    or a cancel, being taken back) is not served, however much time it has left."""
+    put_advertiser("adv-left", status)
+    put_token("adv-left", T0 + 3000)
+    with pytest.raises(error):
+        get_access_token(advertiser_id="adv-left")
+
+
+def test_a_needs_reauth_advertisers_last_token_serves_while_it_lasts(clock):
+    put_advertiser("adv-last", "needs_reauth")
+    token = put_token("adv-last", T0 + 3000)
+    assert get_access_token(advertiser_id="adv-last") == token
+    clock.now = T0 + 2990
+    clear_cache()
+    with pytest.raises(NeedsReauthorization):
+        get_access_token(advertiser_id="adv-last")

@@ -235,3 +235,101 @@ def test_the_grant_end_is_a_deadline_of_the_due_index(world):
     store.advertisers[adv.advertiser_id] = replace(saved, token_expires_at=clock() + 3000)
     refresher.refresh(adv.advertiser_id, force=True)
     assert store.due[adv.advertiser_id] == saved.grant_expires_at
+
+
+def test_an_advertiser_connected_before_grants_were_recorded_gets_its_grant_from_its_connection(world):
+    flow, refresher, store, vault, lwa, clock, publisher, mailer, _n = world
+    adv, token = flow.invite(name="Acme", email="a@b.example", region=Region.NA)
+    flow.complete(*open_flow(flow, token), code="c", error=None)
+    legacy = store.get_advertiser(adv.advertiser_id)
+    store.advertisers[adv.advertiser_id] = replace(legacy, consented_at=None, grant_expires_at=None, grant_expiry_basis="")
+    clock.advance(3000)
+    assert refresher.refresh(adv.advertiser_id).outcome == "refreshed"
+    saved = store.get_advertiser(adv.advertiser_id)
+    assert (saved.grant_expiry_basis, saved.grant_expires_at) == ("consent", legacy.connected_at + 365 * DAY)
+    clock.now = saved.grant_expires_at - 30 * DAY + 60
+    assert refresher.refresh(adv.advertiser_id).reconsent_lead == 30 and len(mailer.sent) == 1
+
+
+def test_without_a_mailer_a_lead_alerts_ops_and_replaces_no_link(world):
+    flow, _r, store, vault, lwa, clock, publisher, _m, notifier = world
+    refresher = Refresher(settings=make_settings(), store=store, vault=vault, lwa=lwa, ads=FakeAds(), notifier=notifier,
+                          queue=FakeQueue(), clock=clock, sleep=lambda _s: None, publisher=publisher)
+    adv, token = flow.invite(name="Acme", email="a@b.example", region=Region.NA)
+    flow.complete(*open_flow(flow, token), code="c", error=None)
+    clock.advance(335 * DAY + 60)
+    _adv, ops_link = flow.reinvite(adv.advertiser_id)  # ops sent a link of their own
+    assert refresher.refresh(adv.advertiser_id).reconsent_lead == 30
+    saved = store.get_advertiser(adv.advertiser_id)
+    assert saved.generation == 2 and saved.reconsent_leads_sent == (30,)  # no new generation
+    assert any("reinvite" in message for _s, message in notifier.alerts)
+    assert publisher.types(adv.advertiser_id)[-1] == "GrantExpiring"
+    assert flow.complete(*open_flow(flow, ops_link), code="c2", error=None).outcome == "connected"
+
+
+def test_the_last_lead_does_not_wait_for_an_open_flow(world):
+    flow, refresher, store, *_rest = world
+    clock, mailer = world[5], world[7]
+    adv, token = flow.invite(name="Acme", email="a@b.example", region=Region.NA)
+    flow.complete(*open_flow(flow, token), code="c", error=None)
+    clock.advance(335 * DAY + 60)
+    assert refresher.refresh(adv.advertiser_id).reconsent_lead == 30
+    link = mailer.sent[-1][2].split("/connect/", 1)[1].split()[0]
+    clock.advance(23 * DAY)
+    open_flow(flow, link)  # someone is at Amazon with the 30-day link
+    assert refresher.refresh(adv.advertiser_id, force=True).reconsent_lead is None  # the 7-day lead waits
+    clock.advance(6 * DAY)
+    open_flow(flow, link)  # still (or again) at Amazon: at the last lead the re-consent goes out anyway
+    assert refresher.refresh(adv.advertiser_id, force=True).reconsent_lead == 1
+
+
+def test_a_refresh_of_the_old_grant_never_overwrites_a_reconsent_completed_meanwhile(world):
+    flow, refresher, store, vault, lwa, clock, _p, mailer, _n = world
+    adv, token = flow.invite(name="Acme", email="a@b.example", region=Region.NA)
+    flow.complete(*open_flow(flow, token), code="c", error=None)
+    clock.advance(335 * DAY + 60)
+    refresher.refresh(adv.advertiser_id)
+    link = mailer.sent[-1][2].split("/connect/", 1)[1].split()[0]
+    clock.advance(3000)  # the token is due again
+
+    def advertiser_completes_the_reconsent():
+        lwa.before_refresh = None
+        assert flow.complete(*open_flow(flow, link), code="c2", error=None).outcome == "connected"
+
+    lwa.before_refresh = advertiser_completes_the_reconsent
+    result = refresher.refresh(adv.advertiser_id)
+    assert (result.outcome, result.reason) == ("superseded", "lease_lost")
+    new_access = vault.access[adv.advertiser_id]
+    assert store.get_advertiser(adv.advertiser_id).grant_expires_at == clock() + 365 * DAY
+    assert new_access[1] == store.get_advertiser(adv.advertiser_id).token_expires_at  # the new grant's token stayed
+
+
+def test_a_manual_exchange_does_not_reconnect_a_revoked_advertiser_without_a_new_invitation(world):
+    flow, refresher, store, _v, lwa, *_ = world
+    adv, token = flow.invite(name="Acme", email="a@b.example", region=Region.NA)
+    flow.complete(*open_flow(flow, token), code="c", error=None)
+    refresher.revoke(adv.advertiser_id)
+    calls = len(lwa.calls)
+    with pytest.raises(TransitionRefused, match="reinvite"):
+        flow.exchange_manual(advertiser_id=adv.advertiser_id, code="c2", redirect_uri="https://x.example/cb", region=Region.NA)
+    assert len(lwa.calls) == calls
+    flow.reinvite(adv.advertiser_id)
+    assert flow.exchange_manual(advertiser_id=adv.advertiser_id, code="c3", redirect_uri="https://x.example/cb",
+                                region=Region.NA).outcome == "connected"
+
+
+def test_an_imported_refresh_token_cannot_be_imported_twice_and_an_expired_one_is_refused_before_lwa(world):
+    flow, _r, store, vault, lwa, clock, *_ = world
+    tokens = lwa.grant()
+    adv, result = flow.import_advertiser(name="Acme", email="a@b.example", region=Region.NA,
+                                         refresh_token=tokens.refresh_token, consented_at=clock() - 10 * DAY, lwa=lwa)
+    assert result.outcome == "connected" and store.get_advertiser(adv.advertiser_id).grant_expiry_basis == "consent"
+    calls = len(lwa.refresh_calls)
+    with pytest.raises(InvalidRequest, match="imported already"):
+        flow.import_advertiser(name="Acme 2", email="a@b.example", region=Region.NA,
+                               refresh_token=tokens.refresh_token, consented_at=None, lwa=lwa)
+    clock.now = JUNE_30 + 370 * DAY
+    with pytest.raises(InvalidRequest, match="expired already"):  # consented 2026-07-01: ended 2027-07-01
+        flow.import_advertiser(name="Old", email="a@b.example", region=Region.NA, refresh_token=lwa.grant().refresh_token,
+                               consented_at=JUNE_30 + DAY, lwa=lwa)
+    assert len(lwa.refresh_calls) == calls and len(store.advertisers) == 1

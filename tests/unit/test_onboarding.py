@@ -116,7 +116,7 @@ def test_exchange_failures_store_nothing_and_set_status(world, failure, reason, 
     assert store.invitations[oauth.digest(token)].completed_at is None  # the link can be retried
 
 
-@pytest.mark.parametrize("failing", ["put_grant", "_put_access", "complete_connection"])
+@pytest.mark.parametrize("failing", ["put_grant", "_put_access_checked", "complete_connection"])
 def test_a_storage_failure_after_the_exchange_fails_the_attempt_visibly(world, monkeypatch, failing):
     """Secrets Manager or DynamoDB failing after LwA answered: the status and the page say so
     (never "invited" and a 500), and the invitation link works again."""

@@ -211,7 +211,7 @@ def test_a_new_grant_during_a_refresh_wins(world):
     def reauthorize():
         world.lwa.before_refresh = None
         world.vault.put_grant("adv-1", TokenSet("Atza|from-consent", "Atzr|from-consent", world.clock() + 3600),
-                              world.clock(), replacing=True)
+                              world.clock())
 
     world.lwa.before_refresh = reauthorize
     assert world.refresher.refresh("adv-1").outcome == "superseded"

@@ -30,16 +30,28 @@ from adsauth.models import (
 )
 from adsauth.regions import Region
 
+def grant_key_item(grant_key: str) -> dict[str, str]:
+    return {schema.PK: f"GRANT#{grant_key}", schema.SK: "GRANT"}
+
+
 ATTEMPT_VALUES = {f":st{i}": s.value for i, s in enumerate(sorted(ATTEMPT_STATUSES, key=lambda s: s.value))}
 ATTEMPT_CONDITION = "#s IN (" + ", ".join(ATTEMPT_VALUES) + ")"
 
 
 class AdvertiserTransitions:
     # --- invite / import: a new advertiser -------------------------------------------------------
-    def create_advertiser(self, advertiser: Advertiser, invitation: Invitation | None, events: Iterable[LifecycleEvent]) -> None:
-        """``invite`` (with its invitation) or ``import`` (connected, no invitation)."""
+    def create_advertiser(
+        self, advertiser: Advertiser, invitation: Invitation | None, events: Iterable[LifecycleEvent],
+        *, grant_key: str | None = None,
+    ) -> None:
+        """``invite`` (with its invitation) or ``import`` (connected, no invitation; ``grant_key``,
+        the hash of the imported refresh token, makes a second import of it fail)."""
         items = [{"Put": {"TableName": self.table.name, "Item": advertiser_item(advertiser),
                           "ConditionExpression": "attribute_not_exists(pk)"}}]
+        if grant_key is not None:
+            items.append({"Put": {"TableName": self.table.name, "ConditionExpression": "attribute_not_exists(pk)",
+                                  "Item": {**grant_key_item(grant_key), "type": "imported_grant",
+                                           "advertiser_id": advertiser.advertiser_id, "at": num(advertiser.created_at)}}})
         if invitation is not None:
             items.append({"Put": {"TableName": self.table.name, "Item": invitation_item(invitation),
                                   "ConditionExpression": "attribute_not_exists(pk)"}})
@@ -52,6 +64,11 @@ class AdvertiserTransitions:
             self.transact(items + self.event_items(events))
         except Conflict:
             raise TransitionRefused(REFUSED["exists"]) from None
+
+    def imported_grant(self, grant_key: str) -> str | None:
+        """The advertiser a refresh token (by its hash) was imported for, if any."""
+        item = self.table.get_item(Key=grant_key_item(grant_key), ConsistentRead=True).get("Item")
+        return item["advertiser_id"] if item else None
 
     # --- reinvite / reconsent: a new generation with a new invitation ----------------------------
     def issue_invitation(
@@ -74,8 +91,8 @@ class AdvertiserTransitions:
         values = {
             ":gen": advertiser.generation, ":next": invitation.generation, ":h": invitation.token_hash,
             ":exp": num(invitation.expires_at), ":purpose": invitation.purpose, ":now": num(now),
-            ":connected": AdvertiserStatus.CONNECTED.value,
         }
+        connected = {":connected": AdvertiserStatus.CONNECTED.value}
         names = {"#s": "status"}
         sets = ["generation = :next", "invitation_hash = :h", "invitation_expires_at = :exp",
                 "invitation_purpose = :purpose", "updated_at = :now"]
@@ -83,19 +100,24 @@ class AdvertiserTransitions:
         extra: list[dict] = []
         if reconsent_leads:
             condition += " AND #s = :connected"
+            values.update(connected)
             sets += ["reconsent_pending = :true", "reconsent_leads_sent = :leads"]
             values.update({":true": True, ":leads": sorted({*advertiser.reconsent_leads_sent, *reconsent_leads}, reverse=True)})
             if advertiser.invitation_hash:
-                # not while the advertiser is at Amazon with the current link (a flow opened since
-                # ``quiet_since``) or completing it (a claim held)
+                # not while the advertiser is completing the current link (a claim held) nor,
+                # with ``quiet_since``, while at Amazon with it (a flow opened since then)
+                check = "attribute_not_exists(claimed_by) OR claim_until < :now"
+                check_values = {":now": num(now)}
+                if quiet_since is not None:
+                    check = f"({check}) AND (attribute_not_exists(last_flow_at) OR last_flow_at < :quiet)"
+                    check_values[":quiet"] = num(quiet_since)
                 extra.append({"ConditionCheck": {
                     "TableName": self.table.name, "Key": schema.invitation_key(advertiser.invitation_hash),
-                    "ConditionExpression": "(attribute_not_exists(claimed_by) OR claim_until < :now) "
-                                           "AND (attribute_not_exists(last_flow_at) OR last_flow_at < :quiet)",
-                    "ExpressionAttributeValues": {":now": num(now), ":quiet": num(quiet_since if quiet_since is not None else now)},
+                    "ConditionExpression": check, "ExpressionAttributeValues": check_values,
                 }})
         elif advertiser.status is AdvertiserStatus.CONNECTED:
             condition += " AND #s = :connected"
+            values.update(connected)
             sets.append("reconsent_pending = :true")
             values[":true"] = True
         elif advertiser.status is AdvertiserStatus.CANCELLED:
@@ -103,18 +125,15 @@ class AdvertiserTransitions:
             sets += ["#s = :invited", "status_reason = :empty"]
             values.update({":invited": AdvertiserStatus.INVITED.value, ":empty": "", ":cancelled": AdvertiserStatus.CANCELLED.value})
         else:  # invited, declined, failed, needs_reauth, revoked: the status says what is true until it completes
-            condition += " AND #s <> :connected"
+            condition += " AND #s <> :connected AND #s <> :cancelled"
+            values.update({**connected, ":cancelled": AdvertiserStatus.CANCELLED.value})
         items = [
             self.update(schema.advertiser_key(advertiser.advertiser_id), "SET " + ", ".join(sets), condition, values, names),
             {"Put": {"TableName": self.table.name, "Item": invitation_item(invitation),
                      "ConditionExpression": "attribute_not_exists(pk)"}},
             *extra,
         ]
-        try:
-            self.transact(items + self.event_items(events))
-        except Conflict:
-            return False
-        return True
+        return self.transition(items + self.event_items(events))
 
     # --- cancel / revoke: a new generation, no invitation ----------------------------------------
     def cancel_invitation(self, advertiser: Advertiser, *, now: float, events: Iterable[LifecycleEvent]) -> bool:
@@ -137,11 +156,7 @@ class AdvertiserTransitions:
             f"{generation_condition(advertiser.generation)} AND invitation_hash = :h{condition_status}",
             values, {"#s": "status"},
         )
-        try:
-            self.transact([item] + self.event_items(events))
-        except Conflict:
-            return False
-        return True
+        return self.transition([item] + self.event_items(events))
 
     def revoke_advertiser(self, advertiser: Advertiser, *, cause: str, now: float, events: Iterable[LifecycleEvent]) -> bool:
         """``revoked`` and a new generation (every link and state dies), before any secret is
@@ -155,11 +170,7 @@ class AdvertiserTransitions:
              ":gen": advertiser.generation, ":now": num(now), ":false": False},
             {"#s": "status", **DUE_NAMES},
         )
-        try:
-            self.transact([item] + self.event_items(events))
-        except Conflict:
-            return False
-        return True
+        return self.transition([item] + self.event_items(events))
 
     # --- the callback's outcomes -------------------------------------------------------------------
     def set_attempt_outcome(
@@ -175,11 +186,7 @@ class AdvertiserTransitions:
             {":s": status.value, ":r": reason, ":now": num(now), ":gen": generation, **ATTEMPT_VALUES},
             {"#s": "status"},
         )
-        try:
-            self.transact([item] + self.event_items(events))
-        except Conflict:
-            return False
-        return True
+        return self.transition([item] + self.event_items(events))
 
     def complete_connection(
         self,
@@ -231,8 +238,4 @@ class AdvertiserTransitions:
                 "attribute_exists(pk) AND attribute_not_exists(completed_at) AND claimed_by = :me",
                 {":now": num(now), ":me": state_hash},
             ))
-        try:
-            self.transact(items + self.event_items(events))
-        except Conflict:
-            return False
-        return True
+        return self.transition(items + self.event_items(events))

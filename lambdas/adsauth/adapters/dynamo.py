@@ -74,6 +74,15 @@ class DynamoBase:
                     raise
                 time.sleep(0.05 * (attempt + 1))
 
+    def transition(self, items: list[dict]) -> bool:
+        """A lifecycle transition: True when it happened, False (nothing changed) when one of its
+        conditions did not hold."""
+        try:
+            self.transact(items)
+        except Conflict:
+            return False
+        return True
+
     def update(self, key: dict, expression: str, condition: str | None, values: dict, names: dict | None = None) -> dict:
         """An ``Update`` transaction item on ``key``."""
         item: dict[str, Any] = {"TableName": self.table.name, "Key": key, "UpdateExpression": expression}

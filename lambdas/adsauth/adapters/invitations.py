@@ -32,6 +32,9 @@ def invitation_item(invitation: Invitation) -> dict:
     }
 
 
+TRIES = 3  # a counter's window moving on under a concurrent flow is tried again, not refused
+
+
 def _window_update(prefix: str, window: int, current: Invitation, cap: int) -> tuple[str, str, dict]:
     """SET/condition parts that count one more ``prefix`` (flows, calls) in the fixed window
     ``window``: +1 when the stored window is this one (and below the cap), else a fresh count."""
@@ -84,7 +87,7 @@ class InvitationItems:
         generation, not completed and below its cap. Raises ``InvitationReplaced``,
         ``InvitationUsed`` or ``TooManyAttempts`` and then stores nothing."""
         window = int(now // window_seconds)
-        for _ in range(2):
+        for _ in range(TRIES):
             current = self.get_invitation(pending.invitation_hash)
             if current is None:
                 raise InvitationUnknown()
@@ -170,7 +173,7 @@ class InvitationItems:
         ``InvitationReplaced``, ``InvitationUsed``, ``InvitationBusy`` or ``TooManyAttempts``, and
         then nothing changed."""
         window = int(now // window_seconds)
-        for _ in range(2):
+        for _ in range(TRIES):
             current = self.get_invitation(pending.invitation_hash)
             if current is None:
                 raise InvitationUnknown()

@@ -33,6 +33,8 @@ class ProfileItems:
         for region, profiles in found.items():
             seen = set()
             for profile in profiles:
+                if profile.profile_id in seen:
+                    continue  # listed twice: one item (a transaction refuses two writes of one key)
                 seen.add(profile.profile_id)
                 item = {**self._profile_item(advertiser_id, profile, "active", None), "seen_at": num(now)}
                 old = known.get((region, profile.profile_id))
@@ -46,13 +48,15 @@ class ProfileItems:
                     removed.append((region.value, profile_id))
                     changed.append(self._profile_item(advertiser_id, old, "removed", now))
         diff = ProfilesDiff(tuple(added), tuple(removed))
-        if changed:
-            chunks = [changed[i : i + PROFILE_CHANGES_PER_TRANSACTION] for i in range(0, len(changed), PROFILE_CHANGES_PER_TRANSACTION)]
-            for n, chunk in enumerate(chunks):
-                event = []
-                if n == len(chunks) - 1:  # the event goes with the last change
-                    event = self.event_items([events.profiles_changed(advertiser_id, added=added, removed=removed, now=now)])
-                self.transact([{"Put": {"TableName": self.table.name, "Item": i}} for i in chunk] + event)
+        # each transaction carries the event of its own changes: announced exactly when stored
+        step = PROFILE_CHANGES_PER_TRANSACTION
+        for start in range(0, len(changed), step):
+            chunk = changed[start : start + step]
+            keys = {(c["region"], int(c["profile_id"])) for c in chunk}
+            event = events.profiles_changed(
+                advertiser_id, added=[a for a in added if a in keys], removed=[r for r in removed if r in keys], now=now
+            )
+            self.transact([{"Put": {"TableName": self.table.name, "Item": i}} for i in chunk] + self.event_items([event]))
         if seen_again:
             with self.table.batch_writer() as batch:
                 for item in seen_again:

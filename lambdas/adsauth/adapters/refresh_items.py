@@ -4,6 +4,7 @@ refresh outcomes, the audit trail and the platform pause."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
 from boto3.dynamodb.conditions import Key
@@ -13,9 +14,9 @@ from adsauth.adapters.dynamo import (
     CONNECTED,
     DUE_NAMES,
     RETENTION_AFTER_EXPIRY,
-    Conflict,
     advertiser_from_item,
     expiry_shard,
+    generation_condition,
     iso,
     iso_us,
     num,
@@ -72,13 +73,15 @@ class RefreshItems:
             )["Attributes"]
         except self.client.exceptions.ConditionalCheckFailedException:
             return None
-        return Lease(advertiser_id, owner, int(item["lease_fence"]), until), advertiser_from_item(item)
+        advertiser = advertiser_from_item(item)
+        return Lease(advertiser_id, owner, int(item["lease_fence"]), until, advertiser.connected_at), advertiser
 
     def hold_lease(self, lease: Lease, now: float, until: float) -> Lease | None:
         """Extend the lease if it is still ours and the advertiser still connected (a revoke
         meanwhile ends the refresh before it writes anything)."""
-        held = self._update(lease.advertiser_id, "SET lease_until = :until", "#s = :connected", {":until": num(until)}, lease=lease)
-        return Lease(lease.advertiser_id, lease.owner, lease.fence, until) if held else None
+        held = self._update(lease.advertiser_id, "SET lease_until = :until", "#s = :connected", {":until": num(until)},
+                            lease=lease, same_grant=True)
+        return replace(lease, until=until) if held else None
 
     def release_lease(self, lease: Lease) -> None:
         self._update(lease.advertiser_id, "REMOVE lease_owner, lease_until", None, {}, lease=lease)
@@ -103,7 +106,7 @@ class RefreshItems:
             expression += ", profiles_at = :pat, pending_regions = :pending"
             values.update({":pat": num(profiles_at), ":pending": sorted(r.value for r in pending_regions or ())})
         expression += " REMOVE last_refresh_error, last_refresh_error_at"
-        return self._update(advertiser_id, expression, "#s = :connected", values, lease=lease)
+        return self._update(advertiser_id, expression, "#s = :connected", values, lease=lease, same_grant=True)
 
     def record_refresh_error(self, advertiser_id: str, reason: str, now: float) -> None:
         self._update(
@@ -118,23 +121,55 @@ class RefreshItems:
         item = self.update(
             schema.advertiser_key(advertiser_id),
             "SET #s = :reauth, status_reason = :r, updated_at = :now, reconsent_pending = :false REMOVE #dpk, #dsk",
-            "lease_owner = :owner AND lease_fence = :fence AND #s = :connected",
+            "lease_owner = :owner AND lease_fence = :fence AND #s = :connected AND " + self._grant_condition(lease)[0],
             {":reauth": AdvertiserStatus.NEEDS_REAUTH.value, ":r": reason, ":now": num(now), ":false": False,
-             ":owner": lease.owner, ":fence": lease.fence, ":connected": CONNECTED},
+             ":owner": lease.owner, ":fence": lease.fence, ":connected": CONNECTED, **self._grant_condition(lease)[1]},
             {"#s": "status", **DUE_NAMES},
         )
-        try:
-            self.transact([item] + self.event_items(events))
-        except Conflict:
-            return False
-        return True
+        return self.transition([item] + self.event_items(events))
+
+    def note_reconsent_leads(self, advertiser: Advertiser, leads: Sequence[int], lease: Lease,
+                             events: Iterable[LifecycleEvent] = ()) -> bool:
+        """Record re-consent leads as handled without a new invitation (no mailer: ops are
+        alerted instead, and the links they send are not replaced)."""
+        item = self.update(
+            schema.advertiser_key(advertiser.advertiser_id),
+            "SET reconsent_leads_sent = :leads",
+            "lease_owner = :owner AND lease_fence = :fence AND #s = :connected AND " + generation_condition(advertiser.generation),
+            {":leads": sorted({*advertiser.reconsent_leads_sent, *leads}, reverse=True), ":owner": lease.owner,
+             ":fence": lease.fence, ":connected": CONNECTED, ":gen": advertiser.generation},
+            {"#s": "status"},
+        )
+        return self.transition([item] + self.event_items(events))
+
+    def record_grant(self, advertiser_id: str, grant, lease: Lease) -> bool:
+        """Give an advertiser connected before grants were recorded its grant (from its
+        ``connected_at``), once: only while none is recorded."""
+        sets, values = ["grant_expiry_basis = :basis"], {":basis": grant.basis}
+        for name, value in (("consented_at", grant.consented_at), ("grant_expires_at", grant.expires_at)):
+            if value is not None:
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = num(value)
+        return self._update(advertiser_id, "SET " + ", ".join(sets), "attribute_not_exists(grant_expiry_basis)",
+                            values, lease=lease, same_grant=True)
+
+    @staticmethod
+    def _grant_condition(lease: Lease) -> tuple[str, dict]:
+        if lease.grant_at is None:
+            return "attribute_not_exists(connected_at)", {}
+        return "connected_at = :grant_at", {":grant_at": num(lease.grant_at)}
 
     def _update(
         self, advertiser_id: str, expression: str, condition: str | None, values: dict,
-        *, lease: Lease | None = None,
+        *, lease: Lease | None = None, same_grant: bool = False,
     ) -> bool:
         """One conditional update of an advertiser; False when the condition does not hold. With
-        ``lease``, only the holder of that lease (same owner, same fence) may write."""
+        ``lease``, only the holder of that lease (same owner, same fence) may write; with
+        ``same_grant`` too, only while the grant is the one the lease was taken on."""
+        if same_grant and lease is not None:
+            grant_condition, grant_values = self._grant_condition(lease)
+            condition = f"{condition} AND {grant_condition}" if condition else grant_condition
+            values = {**values, **grant_values}
         text = (condition or "") + expression
         names = {k: v for k, v in {"#s": "status", **DUE_NAMES}.items() if k in text}
         values = dict(values)

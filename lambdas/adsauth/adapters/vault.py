@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from adsauth.errors import RefreshTokenMissing, RefreshTokenSuperseded, TokensDeleted
@@ -87,33 +88,43 @@ class SecretsManagerVault:
         return StoredRefreshToken(value=token, version=secret["VersionId"])
 
     # --- a new grant (consent, manual exchange, import): the only writer that creates secrets ----
-    def put_grant(self, advertiser_id: str, tokens: TokenSet, issued_at: float, *, replacing: bool) -> GrantReceipt:
+    def put_grant(self, advertiser_id: str, tokens: TokenSet, issued_at: float) -> GrantReceipt:
         """Store a new grant's refresh token (first: it is the grant), then its access token,
-        creating the secrets when missing. ``replacing`` (the advertiser has a working grant):
-        note the versions replaced, so ``undo_grant`` can put them back."""
-        previous_access = self._current_version(self.access_secret_name(advertiser_id)) if replacing else None
+        creating the secrets when missing. The receipt names the versions replaced (whoever wrote
+        them: an earlier grant, a flow that completed meanwhile), so ``undo_grant`` can put them
+        back. If the access token cannot be stored, the refresh token just written is taken back
+        before the error goes on."""
+        previous_access = self._current_version(self.access_secret_name(advertiser_id))
         previous_refresh, new_refresh = self.put_refresh_token(advertiser_id, tokens.refresh_token, issued_at)
-        self._put_access(advertiser_id, tokens.access_token, tokens.expires_at, create=True)
-        return GrantReceipt(previous_refresh if replacing else None, new_refresh, previous_access)
+        receipt = GrantReceipt(previous_refresh, new_refresh, previous_access)
+        try:
+            new_access = self._put_access(advertiser_id, tokens.access_token, tokens.expires_at, create=True)
+        except Exception:
+            self.undo_grant(advertiser_id, receipt, revoked=False)
+            raise
+        return replace(receipt, new_access_version=new_access)
 
-    def undo_grant(self, advertiser_id: str, receipt: GrantReceipt, *, delete: bool) -> None:
-        """Take back a grant whose completion lost its commit: delete its secrets (``delete``, or
-        nothing was replaced), else make the replaced versions current again."""
-        if delete or receipt.previous_refresh_version is None:
+    def undo_grant(self, advertiser_id: str, receipt: GrantReceipt, *, revoked: bool) -> None:
+        """Take back a grant whose completion lost its commit. Revoked meanwhile: both secrets
+        go. Otherwise only what this grant wrote and nobody replaced since: a version it replaced
+        is made current again, a secret it created is deleted; a newer grant is left alone."""
+        if revoked:
             self.delete_tokens(advertiser_id)
             return
-        refresh = self.refresh_secret_name(advertiser_id)
-        old = self.client.get_secret_value(SecretId=refresh, VersionId=receipt.previous_refresh_version)["SecretString"]
-        try:
-            self.client.put_secret_value(
-                SecretId=refresh, SecretString=old, ClientRequestToken=successor_version(receipt.new_refresh_version)
-            )
-        except self.client.exceptions.ResourceExistsException:
-            pass  # a refresher rotated the new grant meanwhile: its successor stays
-        access = self.access_secret_name(advertiser_id)
-        if receipt.previous_access_version is not None:
-            old = self.client.get_secret_value(SecretId=access, VersionId=receipt.previous_access_version)["SecretString"]
-            self.client.put_secret_value(SecretId=access, SecretString=old)
+        for name, ours, previous in (
+            (self.refresh_secret_name(advertiser_id), receipt.new_refresh_version, receipt.previous_refresh_version),
+            (self.access_secret_name(advertiser_id), receipt.new_access_version, receipt.previous_access_version),
+        ):
+            if ours is None or self._current_version(name) != ours:
+                continue  # not written, or replaced since (a newer grant, a refresh): not ours to undo
+            if previous is None:
+                self._delete(name)
+                continue
+            old = self.client.get_secret_value(SecretId=name, VersionId=previous)["SecretString"]
+            try:  # as the successor of ours, so the refresh-token chain stays one line
+                self.client.put_secret_value(SecretId=name, SecretString=old, ClientRequestToken=successor_version(ours))
+            except self.client.exceptions.ResourceExistsException:
+                pass  # a refresher rotated the new grant meanwhile: its successor stays
 
     def put_refresh_token(self, advertiser_id: str, refresh_token: str, issued_at: float) -> tuple[str | None, str]:
         """A new grant's refresh token: replaces whatever is current. Returns (the version it
@@ -123,9 +134,10 @@ class SecretsManagerVault:
         for _ in range(NEW_GRANT_ATTEMPTS):
             current = self._current_version(name)
             if current is None:
-                if self._create(name, value, advertiser_id, "refresh"):
+                created = self._create(name, value, advertiser_id, "refresh")
+                if created:
                     self._protect(name)
-                    return None, self._current_version(name) or ""
+                    return None, created
                 continue  # created concurrently: replace that version instead
             try:
                 self._put_successor(name, value, current)
@@ -171,37 +183,42 @@ class SecretsManagerVault:
         was revoked meanwhile) raises ``TokensDeleted`` and is never created again here."""
         self._put_access(advertiser_id, access_token, expires_at, create=False)
 
-    def _put_access(self, advertiser_id: str, access_token: str, expires_at: float, *, create: bool) -> None:
+    def _put_access(self, advertiser_id: str, access_token: str, expires_at: float, *, create: bool) -> str:
+        """Write the access token; returns the version written."""
         name = self.access_secret_name(advertiser_id)
         value = {"access_token": access_token, "expires_at": expires_at}
         errors = self.client.exceptions
         try:
-            self.client.put_secret_value(SecretId=name, SecretString=json.dumps(value))
-            return
+            return self.client.put_secret_value(SecretId=name, SecretString=json.dumps(value))["VersionId"]
         except errors.ResourceNotFoundException:
             if not create:
                 raise TokensDeleted() from None
         except errors.InvalidRequestException:  # scheduled for deletion
             raise TokensDeleted() from None
-        if not self._create(name, value, advertiser_id, "access"):
-            # created concurrently by another request: write our value as the current version
-            self.client.put_secret_value(SecretId=name, SecretString=json.dumps(value))
+        created = self._create(name, value, advertiser_id, "access")
+        if created:
+            return created
+        # created concurrently by another request: write our value as the current version
+        return self.client.put_secret_value(SecretId=name, SecretString=json.dumps(value))["VersionId"]
 
     # --- both ----------------------------------------------------------------------------------
     def delete_tokens(self, advertiser_id: str) -> None:
         """Delete both secrets at once, without a recovery window (a revoked grant is worthless,
         and a later re-authorization must be able to create them again)."""
         for name in (self.refresh_secret_name(advertiser_id), self.access_secret_name(advertiser_id)):
-            try:
-                self.client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
-            except self.client.exceptions.ResourceNotFoundException:
-                pass
+            self._delete(name)
 
-    def _create(self, name: str, value: dict, advertiser_id: str, kind: str) -> bool:
-        """Create the secret; False when it exists already."""
+    def _delete(self, name: str) -> None:
+        try:
+            self.client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        except self.client.exceptions.ResourceNotFoundException:
+            pass
+
+    def _create(self, name: str, value: dict, advertiser_id: str, kind: str) -> str | None:
+        """Create the secret; its version, or None when it exists already."""
         key = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
         try:
-            self.client.create_secret(
+            created = self.client.create_secret(
                 Name=name,
                 SecretString=json.dumps(value),
                 Description=f"adsauth {kind} token of advertiser {advertiser_id}",
@@ -212,5 +229,5 @@ class SecretsManagerVault:
                 **key,
             )
         except self.client.exceptions.ResourceExistsException:
-            return False
-        return True
+            return None
+        return created["VersionId"]

@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adsauth import oauth
-from adsauth.errors import AdvertiserUnknown, InvalidRequest, InvitationError, StateError
+from adsauth.errors import AdvertiserUnknown, InvalidRequest, InvitationError, StateError, TransitionRefused
 from adsauth.handlers.common import header, log_unexpected, logger, page, redirect
 from adsauth.models import ConnectionResult
 from adsauth.regions import Region
@@ -250,6 +250,11 @@ def invalid_request(exc: InvalidRequest) -> Response:
 @app.exception_handler(AdvertiserUnknown)
 def advertiser_unknown(_exc: AdvertiserUnknown) -> Response:
     return _json_error(404, "advertiser_unknown", "No advertiser has this id; create it with `invite` first.")
+
+
+@app.exception_handler(TransitionRefused)
+def transition_refused(exc: TransitionRefused) -> Response:
+    return _json_error(409, "advertiser_revoked", str(exc))
 
 
 @app.exception_handler(IdempotencyAlreadyInProgressError)
