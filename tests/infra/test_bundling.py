@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = (CONNECT_HANDLER, CALLBACK_HANDLER, DISPATCHER_HANDLER, WORKER_HANDLER)
 HANDLER_FILES = {h: "adsauth/handlers/" + h.split(".")[2] + ".py" for h in HANDLERS}
 # Never in a function's asset: the ops CLI, the downstream client (it ships as its own layer).
-NEVER_DEPLOYED = {"adsauth/cli.py", "adsauth/__main__.py", "adsauth/client.py"}
+NEVER_DEPLOYED = {"adsauth/cli.py", "adsauth/cli_import.py", "adsauth/__main__.py", "adsauth/client.py"}
 
 
 def files_under(root: Path) -> set[str]:
