@@ -167,18 +167,25 @@ def reconsent(stack, clock: ShiftClock, advertiser_id: str) -> bool:
             except Exception as exc:  # noqa: BLE001 - counted
                 failures.append(type(exc).__name__)
 
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 20
+        while len(reads) + len(failures) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     reader = threading.Thread(target=downstream)
     reader.start()
     try:
+        wait_for(3)  # reading before the advertiser opens the link ...
         browser = Browser()
         consent = browser.open(link)
         final = browser.follow(browser.click(consent, "allow"))
+        wait_for(len(reads) + len(failures) + 3)  # ... through the completion, and after it
     finally:
         stop.set()
         reader.join(30)
     after = store().get_advertiser(advertiser_id)
     print(f"advertiser:       opens the link, clicks Allow → {_title(final.text)!r}")
-    print(f"downstream reads: {len(reads)} during the re-consent, {len(failures)} failed (no gap)")
+    print(f"downstream reads: {len(reads)} before, during and after the re-consent, {len(failures)} failed (no gap)")
     print(f"grant expires:    {when(before.grant_expires_at)} → {when(after.grant_expires_at)} "
           f"(365 days after the new consent); re-consent pending: {after.reconsent_pending}")
     return (final.url.endswith("/result/connected") and not failures and reads != []
