@@ -103,9 +103,6 @@ class DynamoBase:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    # kept for the modules written before the split
-    _query = query_all
-
     # --- the advertiser item ---------------------------------------------------------------------
     def get_advertiser(self, advertiser_id: str) -> Advertiser | None:
         item = self.table.get_item(Key=schema.advertiser_key(advertiser_id), ConsistentRead=True).get("Item")
