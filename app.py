@@ -21,12 +21,17 @@ from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from infra.config import ConfigError, load_config  # noqa: E402
 from infra.consumer_example import CONTEXT_FLAG, ExampleConsumerStack  # noqa: E402
+from infra.context import context_block  # noqa: E402
 from infra.stack import AdsAuthStack  # noqa: E402
 
 
 def build(app: cdk.App) -> AdsAuthStack:
-    """The stacks ops deploy, from the app's context (cdk.json); raises ``ConfigError``."""
-    config = load_config(app.node.try_get_context("adsauth"))
+    """The stacks ops deploy, from the app's context (cdk.json); raises ``ConfigError``.
+
+    The ``adsauth`` block is read as the CDK CLI passed it (``context_block``), so an explicit
+    ``null`` in cdk.json reaches the config: jsii drops null-valued keys from ``try_get_context``.
+    """
+    config = load_config(context_block(app))
     stack = AdsAuthStack(
         app, "AdsAuth", config=config, description="adsauth: LwA authorization broker"
     )

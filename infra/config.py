@@ -1,100 +1,36 @@
 """Deployment configuration: the ``adsauth`` context key in ``cdk.json``, the one documented place.
 
-Keys (JSON has no comments, so they are documented here):
+Each key is documented at its field of ``AdsAuthConfig`` below (JSON has no comments); the same
+text, with types, ranges and defaults, is published as a JSON Schema in
+``docs/cdk-json.schema.json`` (regenerate it with ``python -m infra.config``).
 
-``client_id`` (required)
-    The LwA security profile's client id, ``amzn1.application-oa2-client.<alnum>``. Not a secret.
-``scope``
-    The LwA scope requested: ``advertising::campaign_management`` (default),
-    ``advertising::audiences`` (Data Provider API) or the legacy
-    ``cpc_advertising:campaign_management`` (clients approved before October 2020).
-``allowed_regions``
-    Regions an invitation may name: a non-empty list drawn from ``NA``, ``EU``, ``FE``, no
-    duplicates. Default: all three.
-``callback_domain``
-    Optional custom domain for the public API, a bare hostname such as ``auth.example.com`` (no
-    scheme, path or port). When set, the callback URL is ``https://<callback_domain>/callback`` and
-    ``certificate_arn`` is required. ``null`` (default) uses the execute-api URL of the stage.
-``certificate_arn``
-    ACM certificate for ``callback_domain``, in the stack's region (regional endpoint). Only
-    allowed together with ``callback_domain``.
-``stage_name``
-    API Gateway stage name (``^[A-Za-z0-9_]+$``), part of the execute-api callback URL.
-    Default ``prod``.
-``invitation_ttl_days``
-    How long an invitation link stays valid, an integer from 1 to 30. Default 7.
-``ses_sender``
-    Optional verified SES identity (an email address or a domain) in the stack's region. When set,
-    the ops CLI may email invitations and the refresh worker emails re-consent invitations (it may
-    send from this identity only). Default ``null``: the CLI prints the link instead.
-``operator_name``
-    Optional name shown to advertisers on the consent and result pages, e.g. your agency's name.
-``refresh_schedule_minutes``
-    How often the refresh dispatcher runs (EventBridge ``rate(N minutes)``), an integer from 1 to
-    15. Default 1.
-``refresh_lead_minutes``
-    An access token is refreshed once it has fewer than this many minutes left. Default 12. It must
-    be at least ``10 + refresh_schedule_minutes + 1``: a token that just misses one dispatch is
-    picked up by the next, ``refresh_schedule_minutes`` later, and refreshed within about a minute,
-    so downstream always finds at least 10 minutes left. At most 29: an access token lives 60
-    minutes, and a lead of half of that or more would refresh tokens nowhere near expiry.
-``refresh_concurrency``
-    At most this many refresh workers run at once (the SQS event source's maximum concurrency),
-    an integer from 2 (the SQS minimum) to 50. Default 5. Each worker refreshes its batch of 10
-    at once, so at most 10 × this many calls reach LwA in parallel.
-``profile_refresh_hours``
-    How often an advertiser's profiles are listed again by the refresher, an integer from 1 to
-    168 (a week). Default 24.
-``alert_email``
-    Optional email address subscribed to the alert topic (refresh failures, advertisers that need
-    to authorize again, the DLQ alarm). The address must confirm the subscription. Default
-    ``null``: subscribe to the ``AlertTopicArn`` output yourself.
-``api_throttle_rate_limit``
-    Steady-state requests per second the API stage accepts (all routes together), an integer from
-    1 to 10000. Default 50. The browser flow makes three requests per advertiser; this only keeps
-    a misbehaving client from running up Lambda and LwA calls.
-``api_throttle_burst_limit``
-    Requests the stage accepts in a burst above the rate, an integer from 1 to 5000 and at least
-    ``api_throttle_rate_limit``. Default 100.
-``callback_reserved_concurrency``
-    Reserved concurrency of the callback function, the only API function that calls LwA (code
-    exchange): an integer from 1 to 1000, or ``null`` for none. Default 10. It caps the parallel
-    code exchanges however many callbacks arrive, and guarantees the callback that capacity. The
-    account must keep 100 unreserved executions after all reservations (see README).
-``waf_enabled``
-    ``true`` puts an AWS WAF web ACL in front of the API stage: the AWS managed common rule set
-    and a per-IP rate limit (``waf_rate_limit``). Default ``false`` (WAF is billed per ACL, rule
-    and request); the stage throttling and single-use invitation tokens and states apply either way.
-``waf_rate_limit``
-    With ``waf_enabled``, requests one IP address may make in any 5 minutes before WAF blocks it,
-    an integer from 100 to 2000000000. Default 300.
-``grant_lifetime_days``
-    How long an advertiser's Amazon Ads grant lasts after consent, an integer from 1 to 3650.
-    Default 365.
-``grant_expiry_from``
-    A date ``YYYY-MM-DD``: refresh tokens issued on or after it expire ``grant_lifetime_days``
-    after consent (earlier ones do not expire). Default ``2026-06-30``.
-``reconsent_lead_days``
-    How many days before a grant ends the advertiser is invited to consent again: a non-empty list
-    of distinct positive integers, each less than ``grant_lifetime_days``, in any order (passed on
-    largest first). Default ``[30, 7, 1]``.
-``operator_principal_arns``
-    IAM principal ARNs (``*`` allowed, e.g. an SSO permission-set role pattern) that may read the
-    LwA client secret and the refresh-token secrets besides the callback and refresh worker roles
-    and the account root: whoever runs ``python -m adsauth refresh`` from a workstation. Default
-    ``[]``. Everyone else is denied by the secrets' resource policies (see README runbook).
+app.py reads the block as the CDK CLI hands it over (``infra.context.context_block``): the JSON
+in ``CDK_CONTEXT_JSON`` and the overflow file named by ``CONTEXT_OVERFLOW_LOCATION_ENV``, not
+``App.node.try_get_context``, because jsii drops the keys whose value is ``null`` from context
+objects, and an explicit ``null`` (say ``"stage_name": null``) would silently become the default.
 
 The LwA client *secret* never goes here: it lives in Secrets Manager (see README). A key that
 looks like a secret is refused, as is any unknown key (typos would otherwise be silently ignored).
+Validation runs only at synth (pydantic), so it costs the functions nothing.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
+import sys
 from datetime import date
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from infra.config_rules import (
+    MAX_REFRESH_LEAD_MINUTES,
+    MIN_DOWNSTREAM_MINUTES,
+    cross_key_problems,
+)
+from infra.config_rules import shown as _shown
 
 SCOPES = (
     "advertising::campaign_management",
@@ -102,21 +38,27 @@ SCOPES = (
     "cpc_advertising:campaign_management",
 )
 REGIONS = ("NA", "EU", "FE")
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "cdk-json.schema.json"
 
 CLIENT_SECRET_REFUSED = (
     "the client secret never goes in cdk.json; put it in Secrets Manager, see README"
 )
+CLIENT_ID_PROBLEM = (
+    "client_id must look like 'amzn1.application-oa2-client.<letters and digits>' "
+    "(the client id of your LwA security profile)"
+)
 
-_CLIENT_ID = re.compile(r"^amzn1\.application-oa2-client\.[A-Za-z0-9]+$")
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+$")
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?P<domain>[^@\s]+)$")
-_ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$")
-_STAGE = re.compile(r"^[A-Za-z0-9_]+$")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")  # date.fromisoformat alone accepts 20260630 too
+_HOST = rf"{_LABEL}(?:\.{_LABEL})+"
+HOSTNAME_PATTERN = rf"^(?=.{{1,253}}$){_HOST}$"
+EMAIL_PATTERN = rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@(?=.{{1,253}}$){_HOST}$"
+CLIENT_ID_PATTERN = r"^amzn1\.application-oa2-client\.[A-Za-z0-9]+$"
+ACM_ARN_PATTERN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$"
+STAGE_PATTERN = r"^[A-Za-z0-9_]+$"
+ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"  # date.fromisoformat alone accepts 20260630 too
 # An IAM user or role (optionally under a path); '*' and '?' may stand for parts of the name.
-_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/*?-]+$")
-
+PRINCIPAL_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/*?-]+$"
+SES_IDENTITY_PATTERN = rf"^(?:[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@)?(?=.{{1,253}}$){_HOST}$"
 
 class ConfigError(ValueError):
     """The ``adsauth`` context is wrong; ``problems`` lists every mistake found."""
@@ -128,31 +70,160 @@ class ConfigError(ValueError):
         )
 
 
-@dataclass(frozen=True)
-class AdsAuthConfig:
-    client_id: str
-    scope: str = SCOPES[0]
-    allowed_regions: tuple[str, ...] = REGIONS
-    callback_domain: str | None = None
-    certificate_arn: str | None = None
-    stage_name: str = "prod"
-    invitation_ttl_days: int = 7
-    ses_sender: str | None = None
-    operator_name: str | None = None
-    refresh_schedule_minutes: int = 1
-    refresh_lead_minutes: int = 12
-    refresh_concurrency: int = 5
-    profile_refresh_hours: int = 24
-    alert_email: str | None = None
-    api_throttle_rate_limit: int = 50
-    api_throttle_burst_limit: int = 100
-    callback_reserved_concurrency: int | None = 10
+class AdsAuthConfig(BaseModel):
+    """The ``adsauth`` block of cdk.json's context: how one adsauth deployment behaves."""
+
+    model_config = ConfigDict(
+        strict=True,  # JSON types as written: "7" is not 7, true is not 1
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        regex_engine="python-re",  # the hostname patterns need look-arounds
+        title="adsauth",
+    )
+
+    client_id: str = Field(pattern=CLIENT_ID_PATTERN)
+    """Required. The LwA security profile's client id, ``amzn1.application-oa2-client.<alnum>``.
+    Not a secret."""
+    scope: Literal[SCOPES] = SCOPES[0]  # type: ignore[valid-type]
+    """The LwA scope requested: ``advertising::campaign_management`` (default),
+    ``advertising::audiences`` (Data Provider API) or the legacy
+    ``cpc_advertising:campaign_management`` (clients approved before October 2020)."""
+    allowed_regions: tuple[str, ...] = Field(
+        default=REGIONS,
+        strict=False,  # a JSON array
+        min_length=1,
+        json_schema_extra={"items": {"type": "string", "enum": list(REGIONS)}, "uniqueItems": True},
+    )
+    """Regions an invitation may name: a non-empty list drawn from ``NA``, ``EU``, ``FE``, no
+    duplicates. Default: all three."""
+    callback_domain: str | None = Field(default=None, pattern=HOSTNAME_PATTERN)
+    """Optional custom domain for the public API, a bare hostname such as ``auth.example.com`` (no
+    scheme, path or port). When set, the callback URL is ``https://<callback_domain>/callback`` and
+    ``certificate_arn`` is required. ``null`` (default) uses the execute-api URL of the stage."""
+    certificate_arn: str | None = Field(default=None, pattern=ACM_ARN_PATTERN)
+    """ACM certificate for ``callback_domain``, in the stack's region (regional endpoint). Only
+    allowed together with ``callback_domain``."""
+    stage_name: str = Field(default="prod", pattern=STAGE_PATTERN)
+    """API Gateway stage name (``^[A-Za-z0-9_]+$``), part of the execute-api callback URL.
+    Default ``prod``."""
+    invitation_ttl_days: int = Field(default=7, ge=1, le=30)
+    """How long an invitation link stays valid, an integer from 1 to 30. Default 7."""
+    ses_sender: str | None = Field(default=None, pattern=SES_IDENTITY_PATTERN)
+    """Optional verified SES identity (an email address or a domain) in the stack's region. When
+    set, the ops CLI may email invitations and the refresh worker emails re-consent invitations,
+    from ``ses_from_address``. Default ``null``: the CLI prints the link instead. While the account
+    is in the SES sandbox, mail reaches verified recipients only (see README)."""
+    ses_from_address: str | None = Field(default=None, pattern=EMAIL_PATTERN)
+    """The address the e-mails come from (SES needs an address as ``Source``). Required when
+    ``ses_sender`` is a domain, and then an address of that domain or of one of its subdomains
+    (a verified domain covers both); when ``ses_sender`` is an address it defaults to it and may
+    only be that address. Refused without ``ses_sender``. Default ``null``."""
+    operator_name: str | None = Field(default=None, min_length=1, max_length=100)
+    """Optional name shown to advertisers on the consent and result pages, e.g. your agency's
+    name (at most 100 characters)."""
+    refresh_schedule_minutes: int = Field(default=1, ge=1, le=15)
+    """How often the refresh dispatcher runs (EventBridge ``rate(N minutes)``), an integer from 1
+    to 15. Default 1."""
+    refresh_lead_minutes: int = Field(
+        default=12, le=MAX_REFRESH_LEAD_MINUTES, json_schema_extra={"minimum": MIN_DOWNSTREAM_MINUTES + 2}
+    )
+    """An access token is refreshed once it has fewer than this many minutes left. Default 12. It
+    must be at least ``10 + refresh_schedule_minutes + 1``: a token that just misses one dispatch
+    is picked up by the next, ``refresh_schedule_minutes`` later, and refreshed within about a
+    minute, so downstream always finds at least 10 minutes left. At most 29: an access token
+    lives 60 minutes, and a lead of half of that or more would refresh tokens nowhere near
+    expiry."""
+    refresh_concurrency: int = Field(default=5, ge=2, le=50)
+    """At most this many refresh workers run at once (the SQS event source's maximum
+    concurrency), an integer from 2 (the SQS minimum) to 50. Default 5. Each worker refreshes its
+    batch of 10 at once, so at most 10 × this many calls reach LwA in parallel."""
+    profile_refresh_hours: int = Field(default=24, ge=1, le=168)
+    """How often an advertiser's profiles are listed again by the refresher, an integer from 1 to
+    168 (a week). Default 24."""
+    alert_email: str | None = Field(default=None, pattern=EMAIL_PATTERN)
+    """Optional email address subscribed to the alert topic (refresh failures, advertisers that
+    need to authorize again, the DLQ alarm). The address must confirm the subscription. Default
+    ``null``: subscribe to the ``AlertTopicArn`` output yourself."""
+    api_throttle_rate_limit: int = Field(default=50, ge=1, le=10000)
+    """Steady-state requests per second the API stage accepts (all routes together), an integer
+    from 1 to 10000. Default 50. The browser flow makes three requests per advertiser; this only
+    keeps a misbehaving client from running up Lambda and LwA calls."""
+    api_throttle_burst_limit: int = Field(default=100, ge=1, le=5000)
+    """Requests the stage accepts in a burst above the rate, an integer from 1 to 5000 and at
+    least ``api_throttle_rate_limit``. Default 100."""
+    callback_reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    """Reserved concurrency of the callback function, the only API function that calls LwA (code
+    exchange): an integer from 1 to 1000, or ``null`` (default) for none. A reservation caps the
+    parallel code exchanges however many callbacks arrive and guarantees the callback that
+    capacity, but the account must keep 100 unreserved executions after all reservations: a new
+    account's quota of 10 allows none (see README)."""
     waf_enabled: bool = False
-    waf_rate_limit: int = 300
-    operator_principal_arns: tuple[str, ...] = ()
-    grant_lifetime_days: int = 365
-    grant_expiry_from: str = "2026-06-30"
-    reconsent_lead_days: tuple[int, ...] = (30, 7, 1)
+    """``true`` puts an AWS WAF web ACL in front of the API stage: the AWS managed common rule set
+    and a per-IP rate limit (``waf_rate_limit``). Default ``false`` (WAF is billed per ACL, rule
+    and request); the stage throttling and single-use invitation tokens and states apply either
+    way."""
+    waf_rate_limit: int = Field(default=300, ge=100, le=2_000_000_000)
+    """With ``waf_enabled``, requests one IP address may make in any 5 minutes before WAF blocks
+    it, an integer from 100 to 2000000000. Default 300."""
+    api_cloudwatch_role: Literal["auto", "existing", "create"] = "auto"
+    """API Gateway writes the stage's access and execution logs with ONE role per account and
+    region (``AWS::ApiGateway::Account``), shared by every API there. ``"auto"`` (default): at
+    deploy time a custom resource sets this stack's role only when the account has none (a new
+    account) and never replaces one; the setting is left alone when the stack goes.
+    ``"existing"`` leaves the setting alone: the account must already have a role set (``aws
+    apigateway get-account``), or the first deploy fails on the stage and rolls back.
+    ``"create"`` makes the stack create a role and set it for the whole region, replacing
+    whatever was set (see README)."""
+    table_deletion_protection: bool = False
+    """DynamoDB deletion protection on the table. Default ``false``: CloudFormation cannot delete
+    a protected table, so a failed first deploy could not roll back cleanly. The table is retained
+    on stack deletion and replacement either way (``RetainExceptOnCreate``); set ``true`` after the
+    first successful deploy to also refuse ``DeleteTable`` from anyone (see README)."""
+    operator_principal_arns: tuple[Annotated[str, Field(pattern=PRINCIPAL_ARN_PATTERN)], ...] = Field(
+        default=(), strict=False  # a JSON array (of strict strings)
+    )
+    """IAM principal ARNs (``*`` allowed, e.g. an SSO permission-set role pattern) that may read
+    the LwA client secret and the refresh-token secrets besides the callback and refresh worker
+    roles and the account root: whoever runs ``python -m adsauth refresh`` from a workstation.
+    Default ``[]``. Everyone else is denied by the secrets' resource policies (see README
+    runbook)."""
+    grant_lifetime_days: int = Field(default=365, ge=1, le=3650)
+    """How long an advertiser's Amazon Ads grant lasts after consent, an integer from 1 to 3650.
+    Default 365."""
+    grant_expiry_from: str = Field(
+        default="2026-06-30", pattern=ISO_DATE_PATTERN, json_schema_extra={"format": "date"}
+    )
+    """A date ``YYYY-MM-DD``: refresh tokens issued on or after it expire ``grant_lifetime_days``
+    after consent (earlier ones do not expire). Default ``2026-06-30``."""
+    reconsent_lead_days: tuple[int, ...] = Field(
+        default=(30, 7, 1),
+        strict=False,  # a JSON array (of strict integers)
+        min_length=1,
+        json_schema_extra={"items": {"type": "integer", "minimum": 1}, "uniqueItems": True},
+    )
+    """How many days before a grant ends the advertiser is invited to consent again: a non-empty
+    list of distinct positive integers, each less than ``grant_lifetime_days``, in any order
+    (passed on largest first). Default ``[30, 7, 1]``."""
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _one_readable_problem_per_key(cls, value: Any, handler: Callable, info) -> Any:
+        # pydantic's own messages name types ("Input should be a valid integer"); ops read
+        # cdk.json, so each key gets one sentence that says what it must be.
+        try:
+            value = handler(value)
+        except ValidationError:
+            raise PydanticCustomError("adsauth", _rejected(info.field_name, value)) from None
+        check = _FIELD_CHECKS.get(info.field_name)
+        return check(value) if check else value
+
+    @model_validator(mode="after")
+    def _keys_agree(self) -> AdsAuthConfig:
+        problems = cross_key_problems(self.model_dump(), failed=set())
+        if problems:
+            raise PydanticCustomError("adsauth", "; ".join(problems))
+        return self
 
     @property
     def invitation_ttl_seconds(self) -> int:
@@ -171,236 +242,145 @@ class AdsAuthConfig:
         """True while cdk.json still holds the example client id."""
         return "EXAMPLE" in self.client_id
 
+    @property
+    def from_address(self) -> str | None:
+        """The address SES e-mails are sent from (``SES_FROM_ADDRESS``), None without a sender."""
+        if self.ses_from_address:
+            return self.ses_from_address
+        if self.ses_sender and "@" in self.ses_sender:
+            return self.ses_sender
+        return None
 
-_DEFAULTS = AdsAuthConfig(client_id="")
-KNOWN_KEYS = tuple(AdsAuthConfig.__dataclass_fields__)
+    @property
+    def ses_sender_is_domain(self) -> bool:
+        return bool(self.ses_sender) and "@" not in self.ses_sender
 
 
-def _is_hostname(value: Any) -> bool:
-    return isinstance(value, str) and bool(_HOSTNAME.match(value))
+KNOWN_KEYS = tuple(AdsAuthConfig.model_fields)
+DEFAULTS = {key: field.default for key, field in AdsAuthConfig.model_fields.items() if key != "client_id"}
 
 
-def _check_client_id(value: Any, problems: list[str]) -> None:
-    # The value is not echoed: a mistake here is sometimes a pasted secret.
-    if not isinstance(value, str) or not _CLIENT_ID.match(value):
-        problems.append(
-            "client_id must look like 'amzn1.application-oa2-client.<letters and digits>' "
-            "(the client id of your LwA security profile)"
+def _int_range(low: int, high: int, why: str = "") -> str:
+    return f"be an integer from {low} to {high}{why}"
+
+
+def _lead_rejected(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (
+            f"be at most {MAX_REFRESH_LEAD_MINUTES}: an access token lives 60 minutes, a lead of "
+            "half of that or more refreshes tokens far from expiry"
         )
+    return "be an integer (minutes)"
 
 
-def _check_scope(value: Any, problems: list[str]) -> None:
-    if value not in SCOPES:
-        problems.append(f"scope must be one of {', '.join(SCOPES)}; got {value!r}")
+def _operators_rejected(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return (
+            "may only hold IAM user or role ARNs of this account like "
+            "'arn:aws:iam::123456789012:role/AdsAuthOps' ('*' allowed in the name)"
+        )
+    return "be a list of IAM principal ARNs (e.g. ['arn:aws:iam::123456789012:role/AdsAuthOps'])"
 
 
-def _check_regions(value: Any, problems: list[str]) -> None:
-    if not isinstance(value, list) or not value:
-        problems.append("allowed_regions must be a non-empty list drawn from NA, EU, FE")
-        return
-    unknown = [r for r in value if r not in REGIONS]
+# What each key must be, said once: the problem reads "<key> must <this>; got <value>" (or
+# "<key> may only ...").
+_EXPECTED: dict[str, str | Callable[[Any], str]] = {
+    "scope": f"be one of {', '.join(SCOPES)}",
+    "allowed_regions": "be a non-empty list drawn from NA, EU, FE",
+    "callback_domain": "be a bare hostname like 'auth.example.com' (no scheme, path or port)",
+    "certificate_arn": "be an ACM certificate ARN 'arn:aws:acm:<region>:<account>:certificate/<id>'",
+    "stage_name": f"match {STAGE_PATTERN}",
+    "invitation_ttl_days": _int_range(1, 30),
+    "ses_sender": "be a verified SES identity (an email address or a domain)",
+    "ses_from_address": "be an email address like 'adsauth@example.com' (the From of the e-mails)",
+    "operator_name": "be a non-empty string of at most 100 characters",
+    "refresh_schedule_minutes": _int_range(1, 15),
+    "refresh_lead_minutes": _lead_rejected,
+    "refresh_concurrency": _int_range(
+        2, 50, " (the SQS event source's maximum concurrency cannot be below 2)"
+    ),
+    "profile_refresh_hours": _int_range(1, 168, " (up to a week)"),
+    "alert_email": "be an email address like 'ops@example.com'",
+    "api_throttle_rate_limit": _int_range(1, 10000, " (requests per second)"),
+    "api_throttle_burst_limit": _int_range(1, 5000, " (requests)"),
+    "callback_reserved_concurrency": _int_range(1, 1000, " or null (no reservation)"),
+    "waf_enabled": "be true or false",
+    "waf_rate_limit": _int_range(100, 2_000_000_000, " (requests per IP address in 5 minutes)"),
+    "api_cloudwatch_role": (
+        'be "auto" (set a role only when the account has none), "existing" (leave the account\'s '
+        'role alone) or "create" (replace it)'
+    ),
+    "table_deletion_protection": "be true or false",
+    "operator_principal_arns": _operators_rejected,
+    "grant_lifetime_days": _int_range(1, 3650, " (days)"),
+    "grant_expiry_from": (
+        "be a date 'YYYY-MM-DD' (refresh tokens issued on or after it expire grant_lifetime_days "
+        "after consent)"
+    ),
+    "reconsent_lead_days": (
+        "be a non-empty list of positive integers (days before a grant ends when the advertiser "
+        "is invited to consent again), e.g. [30, 7, 1]"
+    ),
+}
+
+
+def _rejected(key: str, value: Any) -> str:
+    if key == "client_id":
+        return CLIENT_ID_PROBLEM  # never echoed: a mistake here is sometimes a pasted secret
+    expected = _EXPECTED[key]
+    if callable(expected):
+        expected = expected(value)
+    verb = "" if expected.startswith("may ") else "must "
+    problem = f"{key} {verb}{expected}; got {_shown(value)}"
+    if value is None and key in DEFAULTS:
+        problem += f" (null is not allowed here; leave the key out for the default, {_shown(DEFAULTS[key])})"
+    return problem
+
+
+def _check_regions(regions: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [r for r in regions if r not in REGIONS]
     if unknown:
-        problems.append(f"allowed_regions may only contain NA, EU, FE; got {unknown!r}")
-    duplicates = sorted({r for r in value if value.count(r) > 1}, key=str)
+        raise PydanticCustomError(
+            "adsauth", f"allowed_regions may only contain NA, EU, FE; got {_shown(unknown)}"
+        )
+    duplicates = sorted({r for r in regions if regions.count(r) > 1})
     if duplicates:
-        problems.append(f"allowed_regions lists {duplicates!r} more than once")
+        raise PydanticCustomError("adsauth", f"allowed_regions lists {_shown(duplicates)} more than once")
+    return regions
 
 
-def _check_domain(domain: Any, certificate: Any, problems: list[str]) -> None:
-    if domain is None:
-        if certificate is not None:
-            problems.append("certificate_arn is only used with callback_domain; set both or neither")
-        return
-    if not _is_hostname(domain):
-        problems.append(
-            "callback_domain must be a bare hostname like 'auth.example.com' "
-            f"(no scheme, path or port); got {domain!r}"
-        )
-    if certificate is None:
-        problems.append("callback_domain needs certificate_arn (an ACM certificate for that name)")
-    elif not isinstance(certificate, str) or not _ACM_ARN.match(certificate):
-        problems.append(
-            "certificate_arn must be an ACM certificate ARN "
-            f"'arn:aws:acm:<region>:<account>:certificate/<id>'; got {certificate!r}"
-        )
-
-
-def _check_stage(value: Any, problems: list[str]) -> None:
-    if not isinstance(value, str) or not _STAGE.match(value):
-        problems.append(f"stage_name must match ^[A-Za-z0-9_]+$; got {value!r}")
-
-
-def _check_ttl(value: Any, problems: list[str]) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 30:
-        problems.append(f"invitation_ttl_days must be an integer from 1 to 30; got {value!r}")
-
-
-def _check_sender(value: Any, problems: list[str]) -> None:
-    if value is None:
-        return
-    if isinstance(value, str):
-        email = _EMAIL.match(value)
-        if (email and _is_hostname(email.group("domain"))) or _is_hostname(value):
-            return
-    problems.append(
-        f"ses_sender must be a verified SES identity (an email address or a domain); got {value!r}"
-    )
-
-
-def _check_operator(value: Any, problems: list[str]) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or not value.strip() or len(value) > 100:
-        problems.append("operator_name must be a non-empty string of at most 100 characters")
-
-
-# Downstream is promised at least this many minutes on a token it reads (adsauth.client default).
-MIN_DOWNSTREAM_MINUTES = 10
-# Below half an access token's 60-minute life (adsauth.settings refuses 30 or more): a longer lead
-# would refresh tokens that are nowhere near expiry.
-MAX_REFRESH_LEAD_MINUTES = 29
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_int_range(key: str, value: Any, low: int, high: int, why: str, problems: list[str]) -> bool:
-    if _is_int(value) and low <= value <= high:
-        return True
-    problems.append(f"{key} must be an integer from {low} to {high}{why}; got {value!r}")
-    return False
-
-
-def _check_refresh(values: Mapping[str, Any], problems: list[str]) -> None:
-    schedule_ok = _check_int_range(
-        "refresh_schedule_minutes", values["refresh_schedule_minutes"], 1, 15, "", problems
-    )
-    lead = values["refresh_lead_minutes"]
-    if not _is_int(lead):
-        problems.append(f"refresh_lead_minutes must be an integer (minutes); got {lead!r}")
-    elif lead > MAX_REFRESH_LEAD_MINUTES:
-        problems.append(
-            f"refresh_lead_minutes must be at most {MAX_REFRESH_LEAD_MINUTES}: an access token "
-            f"lives 60 minutes, a lead of half of that or more refreshes tokens far from expiry; "
-            f"got {lead}"
-        )
-    elif schedule_ok:
-        schedule = values["refresh_schedule_minutes"]
-        minimum = MIN_DOWNSTREAM_MINUTES + schedule + 1
-        if lead < minimum:
-            problems.append(
-                f"refresh_lead_minutes must be at least {minimum} "
-                f"({MIN_DOWNSTREAM_MINUTES} + refresh_schedule_minutes {schedule} + 1): a token "
-                f"that just misses a dispatch waits {schedule} minute(s) for the next one and about "
-                f"a minute to be refreshed, and downstream must still find "
-                f"{MIN_DOWNSTREAM_MINUTES} minutes left; got {lead}"
-            )
-    _check_int_range(
-        "refresh_concurrency",
-        values["refresh_concurrency"],
-        2,
-        50,
-        " (the SQS event source's maximum concurrency cannot be below 2)",
-        problems,
-    )
-    _check_int_range(
-        "profile_refresh_hours", values["profile_refresh_hours"], 1, 168, " (up to a week)", problems
-    )
-
-
-def _check_alert_email(value: Any, problems: list[str]) -> None:
-    if value is None:
-        return
-    if isinstance(value, str):
-        email = _EMAIL.match(value)
-        if email and _is_hostname(email.group("domain")):
-            return
-    problems.append(f"alert_email must be an email address like 'ops@example.com'; got {value!r}")
-
-
-def _check_api(values: Mapping[str, Any], problems: list[str]) -> None:
-    rate, burst = values["api_throttle_rate_limit"], values["api_throttle_burst_limit"]
-    rate_ok = _check_int_range("api_throttle_rate_limit", rate, 1, 10000, " (requests per second)", problems)
-    burst_ok = _check_int_range("api_throttle_burst_limit", burst, 1, 5000, " (requests)", problems)
-    if rate_ok and burst_ok and burst < rate:
-        problems.append(
-            f"api_throttle_burst_limit ({burst}) must be at least api_throttle_rate_limit ({rate}): "
-            "a bucket smaller than one second of traffic throttles requests the rate allows"
-        )
-    reserved = values["callback_reserved_concurrency"]
-    if reserved is not None:
-        _check_int_range(
-            "callback_reserved_concurrency", reserved, 1, 1000, " or null (no reservation)", problems
-        )
-
-
-def _check_waf(values: Mapping[str, Any], problems: list[str]) -> None:
-    if not isinstance(values["waf_enabled"], bool):
-        problems.append(f"waf_enabled must be true or false; got {values['waf_enabled']!r}")
-    _check_int_range(
-        "waf_rate_limit",
-        values["waf_rate_limit"],
-        100,
-        2_000_000_000,
-        " (requests per IP address in 5 minutes)",
-        problems,
-    )
-
-
-def _check_operators(value: Any, problems: list[str]) -> None:
-    if isinstance(value, tuple):
-        value = list(value)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        problems.append(
-            "operator_principal_arns must be a list of IAM principal ARNs "
-            "(e.g. ['arn:aws:iam::123456789012:role/AdsAuthOps'])"
-        )
-        return
-    bad = [v for v in value if not _PRINCIPAL_ARN.match(v)]
-    if bad:
-        problems.append(
-            "operator_principal_arns may only hold IAM user or role ARNs of this account like "
-            f"'arn:aws:iam::123456789012:role/AdsAuthOps' ('*' allowed in the name); got {bad!r}"
-        )
-
-
-def _is_iso_date(value: Any) -> bool:
-    if not isinstance(value, str) or not _ISO_DATE.match(value):
-        return False
+def _check_date(value: str) -> str:
     try:
         date.fromisoformat(value)
     except ValueError:  # 2026-02-30
-        return False
-    return True
+        raise PydanticCustomError("adsauth", _rejected("grant_expiry_from", value)) from None
+    return value
 
 
-def _check_grants(values: Mapping[str, Any], problems: list[str]) -> None:
-    lifetime = values["grant_lifetime_days"]
-    lifetime_ok = _check_int_range("grant_lifetime_days", lifetime, 1, 3650, " (days)", problems)
-    if not _is_iso_date(values["grant_expiry_from"]):
-        problems.append(
-            "grant_expiry_from must be a date 'YYYY-MM-DD' (refresh tokens issued on or after it "
-            f"expire grant_lifetime_days after consent); got {values['grant_expiry_from']!r}"
-        )
-    leads = values["reconsent_lead_days"]
-    if isinstance(leads, tuple):
-        leads = list(leads)
-    if not isinstance(leads, list) or not leads or not all(_is_int(d) and d > 0 for d in leads):
-        problems.append(
-            "reconsent_lead_days must be a non-empty list of positive integers (days before a grant "
-            f"ends when the advertiser is invited to consent again), e.g. [30, 7, 1]; got {leads!r}"
-        )
-        return
+def _check_leads(leads: tuple[int, ...]) -> tuple[int, ...]:
+    if any(d < 1 for d in leads):
+        raise PydanticCustomError("adsauth", _rejected("reconsent_lead_days", list(leads)))
     duplicates = sorted({d for d in leads if leads.count(d) > 1})
     if duplicates:
-        problems.append(f"reconsent_lead_days lists {duplicates!r} more than once")
-    too_early = sorted(d for d in leads if lifetime_ok and d >= lifetime)
-    if too_early:
-        problems.append(
-            f"reconsent_lead_days must each be less than grant_lifetime_days ({lifetime}): an "
-            f"invitation that early would be due at or before consent; got {too_early!r}"
+        raise PydanticCustomError(
+            "adsauth", f"reconsent_lead_days lists {_shown(duplicates)} more than once"
         )
+    return tuple(sorted(leads, reverse=True))
+
+
+def _check_operator_name(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise PydanticCustomError("adsauth", _rejected("operator_name", value))
+    return value
+
+
+# Checks a JSON Schema keyword cannot say; they run once the type and range are right.
+_FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "allowed_regions": _check_regions,
+    "grant_expiry_from": _check_date,
+    "reconsent_lead_days": _check_leads,
+    "operator_name": _check_operator_name,
+}
 
 
 def _looks_like_secret(key: str) -> bool:
@@ -423,36 +403,49 @@ def load_config(raw: Mapping[str, Any] | str | None) -> AdsAuthConfig:
 
     problems: list[str] = []
     if any(_looks_like_secret(str(k)) for k in raw):
-        problems.append(CLIENT_SECRET_REFUSED)
+        problems.append(CLIENT_SECRET_REFUSED)  # the value is never echoed
     unknown = sorted(str(k) for k in raw if k not in KNOWN_KEYS and not _looks_like_secret(str(k)))
     if unknown:
         problems.append(
             f"unknown key(s) {', '.join(unknown)}; known keys are {', '.join(KNOWN_KEYS)}"
         )
+    known = {key: value for key, value in raw.items() if key in KNOWN_KEYS}
 
-    values = {key: raw.get(key, getattr(_DEFAULTS, key)) for key in KNOWN_KEYS}
-    if "client_id" not in raw:
-        problems.append("client_id is required (the client id of your LwA security profile)")
-    else:
-        _check_client_id(values["client_id"], problems)
-    _check_scope(values["scope"], problems)
-    regions = values["allowed_regions"]
-    _check_regions(list(regions) if isinstance(regions, tuple) else regions, problems)
-    _check_domain(values["callback_domain"], values["certificate_arn"], problems)
-    _check_stage(values["stage_name"], problems)
-    _check_ttl(values["invitation_ttl_days"], problems)
-    _check_sender(values["ses_sender"], problems)
-    _check_operator(values["operator_name"], problems)
-    _check_refresh(values, problems)
-    _check_alert_email(values["alert_email"], problems)
-    _check_api(values, problems)
-    _check_waf(values, problems)
-    _check_operators(values["operator_principal_arns"], problems)
-    _check_grants(values, problems)
-
+    config: AdsAuthConfig | None = None
+    failed: set[str] = set()
+    try:
+        config = AdsAuthConfig.model_validate(known)
+    except ValidationError as error:
+        for detail in error.errors():
+            if not detail["loc"]:
+                continue  # the cross-key rules: recomputed below, with the valid keys only
+            key = str(detail["loc"][0])
+            failed.add(key)
+            if detail["type"] == "missing":
+                problems.append("client_id is required (the client id of your LwA security profile)")
+            else:
+                problems.append(detail["msg"])
+        problems.extend(cross_key_problems({**DEFAULTS, "client_id": None, **known}, failed))
     if problems:
         raise ConfigError(problems)
-    values["allowed_regions"] = tuple(regions)
-    values["operator_principal_arns"] = tuple(values["operator_principal_arns"])
-    values["reconsent_lead_days"] = tuple(sorted(values["reconsent_lead_days"], reverse=True))
-    return AdsAuthConfig(**values)
+    assert config is not None
+    return config
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the ``adsauth`` block, as published in ``docs/cdk-json.schema.json``."""
+    schema = AdsAuthConfig.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$comment": "Generated from infra/config.py by `python -m infra.config`; do not edit.",
+        **schema,
+    }
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> None:
+    path.write_text(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    write_schema()
+    print(f"wrote {SCHEMA_PATH}", file=sys.stderr)

@@ -1,19 +1,23 @@
 """One synth per session: a single App holding the default stack, a variant (custom domain, SES
-sender, alert email, non-default refresher settings, WAF on, its own throttling, no reserved
-callback concurrency, an operator principal) and the example consumer of the default stack.
+sender, alert email, non-default refresher settings, WAF on, its own throttling, a reserved
+callback concurrency, the stack-created API Gateway logging role, table deletion protection, an
+operator principal) and the example consumer of the default stack.
 
 Bundling is skipped (``aws:cdk:bundling-stacks: []``); the feature flags are the ones in cdk.json,
 so the tests see what ``cdk synth`` ships. cdk-nag runs as in app.py.
 
 ``app_synth`` (on first use) goes the way ``cdk synth`` does: cdk.json's whole context, its
-``adsauth`` block with ``APP_OVERRIDES``, read by ``app.build`` from the App's context (where jsii
-drops the keys whose value is null).
+``adsauth`` block with ``APP_OVERRIDES``, handed to ``app.build`` as the CDK CLI hands it to
+app.py: JSON in ``CDK_CONTEXT_JSON``, nulls intact (jsii drops null-valued keys from the App's
+context, so cdk.json's explicit nulls must not depend on it). tests/infra/test_cli_synth.py runs
+the real CLI once.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
@@ -24,6 +28,7 @@ from aws_cdk.assertions import Template  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from infra.config import load_config  # noqa: E402
+from infra.context import CONTEXT_ENV, CONTEXT_OVERFLOW_ENV  # noqa: E402
 from infra.consumer_example import ExampleConsumerStack  # noqa: E402
 from infra.stack import AdsAuthStack  # noqa: E402
 
@@ -41,6 +46,7 @@ DEFAULT_CONFIG = {
     "stage_name": "prod",
     "invitation_ttl_days": 7,
     "ses_sender": None,
+    "ses_from_address": None,
     "operator_name": "Example Agency",
     "refresh_schedule_minutes": 1,
     "refresh_lead_minutes": 12,
@@ -49,9 +55,11 @@ DEFAULT_CONFIG = {
     "alert_email": None,
     "api_throttle_rate_limit": 50,
     "api_throttle_burst_limit": 100,
-    "callback_reserved_concurrency": 10,
+    "callback_reserved_concurrency": None,
     "waf_enabled": False,
     "waf_rate_limit": 300,
+    "api_cloudwatch_role": "auto",
+    "table_deletion_protection": False,
     "operator_principal_arns": [],
     "grant_lifetime_days": 365,
     "grant_expiry_from": "2026-06-30",
@@ -72,19 +80,27 @@ DOMAIN_CONFIG = {
     "alert_email": "alerts@example.com",
     "api_throttle_rate_limit": 20,
     "api_throttle_burst_limit": 40,
-    "callback_reserved_concurrency": None,
+    "callback_reserved_concurrency": 10,
     "waf_enabled": True,
     "waf_rate_limit": 1000,
+    "api_cloudwatch_role": "create",
+    "table_deletion_protection": True,
     "operator_principal_arns": [OPERATOR_ARN],
 }
 
 
-# Non-default grant settings (leads out of order) and a domain as the SES sender.
+# Non-default grant settings (leads out of order), a domain as the SES sender with an address of
+# a subdomain to send from, explicit nulls (which jsii would drop), and the account's API Gateway
+# logging role left alone ("existing").
 APP_OVERRIDES = {
     "grant_lifetime_days": 180,
     "grant_expiry_from": "2027-01-15",
     "reconsent_lead_days": [7, 30, 14],
     "ses_sender": "example.com",
+    "ses_from_address": "adsauth@mail.example.com",
+    "callback_reserved_concurrency": None,
+    "alert_email": None,
+    "api_cloudwatch_role": "existing",
 }
 
 
@@ -125,15 +141,27 @@ class AppSynth:
         import app as cdk_app
 
         context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-        self.app = App(
-            context={
-                **context,
-                "adsauth": {**context["adsauth"], **APP_OVERRIDES},
-                "aws:cdk:bundling-stacks": [],
-            }
-        )
-        self.stack = cdk_app.build(self.app)
+        context = {
+            **context,
+            "adsauth": {**context["adsauth"], **APP_OVERRIDES},
+            "aws:cdk:bundling-stacks": [],
+        }
+        self.app = App(context=context)
+        with _cli_context(context):
+            self.stack = cdk_app.build(self.app)
         self.template = Template.from_stack(self.stack)
+
+
+@contextmanager
+def _cli_context(context: dict):
+    """The context as the CDK CLI passes it to app.py (CDK_CONTEXT_JSON), for the build only."""
+    saved = {name: os.environ.pop(name, None) for name in (CONTEXT_ENV, CONTEXT_OVERFLOW_ENV)}
+    os.environ[CONTEXT_ENV] = json.dumps(context)
+    try:
+        yield
+    finally:
+        os.environ.pop(CONTEXT_ENV)
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
 
 
 @pytest.fixture(scope="session")

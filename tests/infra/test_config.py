@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-import infra.config
-from infra.config import CLIENT_SECRET_REFUSED, KNOWN_KEYS, AdsAuthConfig, ConfigError, load_config
+from infra.config import (
+    CLIENT_SECRET_REFUSED,
+    KNOWN_KEYS,
+    SCHEMA_PATH,
+    AdsAuthConfig,
+    ConfigError,
+    json_schema,
+    load_config,
+)
+from infra.context import context_block
 
 CLIENT_ID = "amzn1.application-oa2-client.0123456789abcdef0123456789abcdef"
 CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -25,8 +33,40 @@ def test_cdk_json_context_is_complete_valid_and_documented():
     raw = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["adsauth"]
     assert set(raw) == set(KNOWN_KEYS), "cdk.json lists every key, so it is the one place to look"
     assert isinstance(load_config(raw), AdsAuthConfig)
+    properties = json_schema()["properties"]
+    assert set(properties) == set(KNOWN_KEYS)
     for key in KNOWN_KEYS:
-        assert f"``{key}``" in infra.config.__doc__, f"{key} is not documented in infra/config.py"
+        assert len(properties[key].get("description", "")) > 40, f"{key} is not documented"
+
+
+def test_the_published_schema_is_the_models():
+    committed = json.loads(SCHEMA_PATH.read_text())
+    assert committed == json_schema(), "docs/cdk-json.schema.json is stale: run python -m infra.config"
+    assert committed["additionalProperties"] is False
+    assert committed["required"] == ["client_id"]
+    reserved = committed["properties"]["callback_reserved_concurrency"]
+    assert reserved["default"] is None
+    assert {"type": "null"} in reserved["anyOf"]
+    assert committed["properties"]["api_cloudwatch_role"]["enum"] == ["auto", "existing", "create"]
+
+
+def test_the_schema_accepts_the_shipped_block_and_refuses_what_synth_refuses():
+    import jsonschema  # schemathesis's dependency; editors and CI linters use the same standard
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    raw = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["adsauth"]
+    assert list(validator.iter_errors(raw)) == []
+    for mistake in (
+        {"stage_name": None},
+        {"callback_reserved_concurrency": 0},
+        {"allowed_regions": ["NA", "US"]},
+        {"invitation_ttl_days": "7"},
+        {"regions": ["NA"]},
+        {"api_cloudwatch_role": "always"},
+    ):
+        assert list(validator.iter_errors({**raw, **mistake})), mistake
+        with pytest.raises(ConfigError):
+            load_config({**raw, **mistake})
 
 
 def test_minimal_config_takes_documented_defaults():
@@ -119,7 +159,8 @@ def test_the_longest_lead_is_one_the_functions_accept():
 def test_hardening_keys_take_documented_defaults_and_accept_their_range():
     config = load_config({"client_id": CLIENT_ID})
     assert (config.api_throttle_rate_limit, config.api_throttle_burst_limit) == (50, 100)
-    assert config.callback_reserved_concurrency == 10
+    assert config.callback_reserved_concurrency is None  # a new account's quota of 10 allows none
+    assert (config.api_cloudwatch_role, config.table_deletion_protection) == ("auto", False)
     assert (config.waf_enabled, config.waf_rate_limit) == (False, 300)
     assert config.operator_principal_arns == ()
     config = load_config(
@@ -127,7 +168,7 @@ def test_hardening_keys_take_documented_defaults_and_accept_their_range():
             "client_id": CLIENT_ID,
             "api_throttle_rate_limit": 1,
             "api_throttle_burst_limit": 5000,
-            "callback_reserved_concurrency": None,
+            "callback_reserved_concurrency": 10,
             "waf_enabled": True,
             "waf_rate_limit": 100,
             "operator_principal_arns": [
@@ -137,7 +178,7 @@ def test_hardening_keys_take_documented_defaults_and_accept_their_range():
             ],
         }
     )
-    assert config.callback_reserved_concurrency is None
+    assert config.callback_reserved_concurrency == 10
     assert config.waf_enabled is True
     assert isinstance(config.operator_principal_arns, tuple)  # frozen, hashable
     assert len(config.operator_principal_arns) == 3
@@ -151,9 +192,109 @@ def test_a_slower_schedule_needs_a_longer_lead():
     assert "downstream must still find 10 minutes left; got 12" in problem
 
 
-@pytest.mark.parametrize("sender", ["ops@example.com", "example.com", "mail.example.co.uk"])
-def test_ses_sender_may_be_an_email_or_a_domain(sender):
-    assert load_config({"client_id": CLIENT_ID, "ses_sender": sender}).ses_sender == sender
+def test_ses_sender_may_be_an_email_or_a_domain():
+    config = load_config({"client_id": CLIENT_ID, "ses_sender": "ops@example.com"})
+    assert (config.ses_sender, config.from_address) == ("ops@example.com", "ops@example.com")
+    config = load_config(
+        {"client_id": CLIENT_ID, "ses_sender": "ops@example.com", "ses_from_address": "ops@example.com"}
+    )
+    assert config.from_address == "ops@example.com"
+    for domain, address in [
+        ("example.com", "adsauth@example.com"),
+        ("example.com", "adsauth@mail.example.com"),  # a verified domain covers its subdomains
+        ("mail.example.co.uk", "noreply@mail.example.co.uk"),
+    ]:
+        config = load_config({"client_id": CLIENT_ID, "ses_sender": domain, "ses_from_address": address})
+        assert (config.ses_sender, config.from_address) == (domain, address)
+    assert load_config({"client_id": CLIENT_ID}).from_address is None
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (
+            {"ses_sender": "example.com"},
+            'ses_sender "example.com" is a domain: set ses_from_address to the address the e-mails '
+            'come from, e.g. "adsauth@example.com" (SES needs an address as Source)',
+        ),
+        (
+            {"ses_from_address": "adsauth@example.com"},
+            "ses_from_address needs ses_sender (the verified SES identity it belongs to)",
+        ),
+        (
+            {"ses_sender": "example.com", "ses_from_address": "adsauth@example.org"},
+            "ses_from_address must be an address of ses_sender's domain \"example.com\" or of one "
+            'of its subdomains (what a verified domain covers); got "adsauth@example.org"',
+        ),
+        (
+            {"ses_sender": "example.com", "ses_from_address": "adsauth@badexample.com"},
+            "ses_from_address must be an address of ses_sender's domain",
+        ),
+        (
+            {"ses_sender": "ops@example.com", "ses_from_address": "other@example.com"},
+            "ses_from_address must be ses_sender itself when ses_sender is an address",
+        ),
+        ({"ses_sender": "example.com", "ses_from_address": "example.com"}, "ses_from_address must be an email address"),
+    ],
+)
+def test_ses_from_address_rules(overrides, expected):
+    (problem,) = problems_of({"client_id": CLIENT_ID, **overrides})
+    assert expected in problem
+
+
+@pytest.mark.parametrize(
+    "key, default",
+    [("stage_name", '"prod"'), ("refresh_concurrency", "5"), ("waf_enabled", "false"),
+     ("allowed_regions", '["NA", "EU", "FE"]'), ("api_cloudwatch_role", '"auto"')],
+)
+def test_a_null_where_null_is_not_allowed_says_so(key, default):
+    (problem,) = problems_of({"client_id": CLIENT_ID, key: None})
+    assert problem.startswith(f"{key} must ")
+    assert problem.endswith(
+        f"; got null (null is not allowed here; leave the key out for the default, {default})"
+    )
+
+
+@pytest.mark.parametrize("key", ["callback_reserved_concurrency", "ses_sender", "alert_email",
+                                 "callback_domain", "operator_name"])
+def test_an_explicit_null_is_the_nullable_keys_none(key):
+    assert getattr(load_config({"client_id": CLIENT_ID, key: None}), key) is None
+
+
+def test_api_cloudwatch_role_is_auto_existing_or_create():
+    for choice in ("auto", "existing", "create"):
+        assert load_config({"client_id": CLIENT_ID, "api_cloudwatch_role": choice}).api_cloudwatch_role == choice
+    (problem,) = problems_of({"client_id": CLIENT_ID, "api_cloudwatch_role": "always"})
+    assert problem.startswith('api_cloudwatch_role must be "auto"')
+
+
+class _App:
+    """What context_block falls back to: App.node.try_get_context (nulls already dropped)."""
+
+    def __init__(self, context):
+        self.node = self
+        self._context = context
+
+    def try_get_context(self, key):
+        return self._context.get(key)
+
+
+def test_context_block_reads_what_the_cli_passes_nulls_intact(monkeypatch, tmp_path):
+    block = {"client_id": CLIENT_ID, "callback_reserved_concurrency": None}
+    monkeypatch.delenv("CONTEXT_OVERFLOW_LOCATION_ENV", raising=False)
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({"adsauth": block, "flag": True}))
+    app = _App({"adsauth": {"client_id": CLIENT_ID}})  # as jsii hands it over: the null is gone
+    assert context_block(app) == block
+    # A large context: the CLI moves top-level keys to the overflow file, which wins.
+    overflow = tmp_path / "context-overflow.json"
+    overflow.write_text(json.dumps({"adsauth": {**block, "stage_name": "live"}}))
+    monkeypatch.setenv("CONTEXT_OVERFLOW_LOCATION_ENV", str(overflow))
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({"flag": True}))
+    assert context_block(app) == {**block, "stage_name": "live"}
+    # No CLI (an App built with context=): the App's context.
+    monkeypatch.delenv("CONTEXT_OVERFLOW_LOCATION_ENV")
+    monkeypatch.delenv("CDK_CONTEXT_JSON")
+    assert context_block(app) == {"client_id": CLIENT_ID}
 
 
 def test_context_may_be_a_json_string():
@@ -169,7 +310,7 @@ def test_context_may_be_a_json_string():
         ({"allowed_regions": []}, "allowed_regions must be a non-empty list"),
         ({"allowed_regions": "NA"}, "allowed_regions must be a non-empty list"),
         ({"allowed_regions": ["NA", "US"]}, "allowed_regions may only contain NA, EU, FE"),
-        ({"allowed_regions": ["NA", "NA"]}, "allowed_regions lists ['NA'] more than once"),
+        ({"allowed_regions": ["NA", "NA"]}, 'allowed_regions lists ["NA"] more than once'),
         (
             {"callback_domain": "https://auth.example.com", "certificate_arn": CERT},
             "callback_domain must be a bare hostname",
