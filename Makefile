@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test demo local synth unit integration infra e2e browser clean bench
+.PHONY: venv test demo local synth node-version schema unit integration infra e2e browser iam-simulator clean bench
 
 venv: $(STAMP)
 	@# put this checkout (infra, local) and its lambdas/ (the adsauth package) on the venv's path;
@@ -22,8 +22,28 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-test: venv browser
+test: venv browser iam-simulator
 	$(PY) -m pytest
+
+# The offline IAM policy simulator of the suite's last test (tests/iam: @cloud-copilot/iam-simulate,
+# AGPL, test-time only: never bundled, never deployed), at the versions package-lock.json pins.
+# Installed again only when the lock changes; a tree that already matches it is kept, so a machine
+# without network runs with what node_modules holds. Without it the IAM simulation test fails.
+IAM_SIM := tests/iam
+IAM_SIM_STAMP := $(IAM_SIM)/node_modules/.installed-$(shell sha1sum $(IAM_SIM)/package-lock.json | cut -c1-12)
+iam-simulator: $(IAM_SIM_STAMP)
+
+$(IAM_SIM_STAMP): $(IAM_SIM)/package.json $(IAM_SIM)/package-lock.json
+	@if ! command -v npm >/dev/null; then \
+	  echo "iam simulator: npm is missing (Node.js, which the CDK needs too); the IAM simulation test will fail" >&2; \
+	elif npm ls --prefix $(IAM_SIM) --all >/dev/null 2>&1; then \
+	  rm -f $(IAM_SIM)/node_modules/.installed-*; touch $@; \
+	elif echo "installing the pinned IAM simulator into $(IAM_SIM)/node_modules ..." >&2 && \
+	    npm ci --prefix $(IAM_SIM) --prefer-offline --no-audit --no-fund --ignore-scripts --loglevel=error; then \
+	  rm -f $(IAM_SIM)/node_modules/.installed-*; touch $@; \
+	else \
+	  echo "iam simulator: npm ci failed; the IAM simulation test will fail" >&2; \
+	fi
 
 # Debian's headless Chromium and its driver for the real-browser tests (tests/e2e), installed when
 # missing and the machine allows it (root and apt-get); never a downloaded browser. Without them
@@ -60,8 +80,23 @@ demo: venv
 local: venv
 	$(PY) -m local.run
 
-synth: venv
+synth: venv node-version
 	npx --yes aws-cdk@2 synth --quiet
+
+# The CDK CLI supports Node 22 and newer (it calls Node 20 unsupported since 2026-10-30). An
+# older Node still synthesizes, so this only warns, on one line of stderr.
+NODE_MIN_MAJOR := 22
+node-version:
+	@version=$$(node --version 2>/dev/null); major=$${version#v}; major=$${major%%.*}; \
+	if [ -z "$$version" ]; then \
+	  echo "warning: node not found; the CDK CLI needs Node.js $(NODE_MIN_MAJOR) or newer (see README, prerequisites)" >&2; \
+	elif [ "$$major" -lt $(NODE_MIN_MAJOR) ] 2>/dev/null; then \
+	  echo "warning: Node.js $$version is older than $(NODE_MIN_MAJOR), which the CDK CLI no longer supports; synth still runs, but upgrade to Node.js $(NODE_MIN_MAJOR)+" >&2; \
+	fi
+
+# docs/cdk-json.schema.json, the JSON Schema of cdk.json's adsauth block, from infra/config.py.
+schema: venv
+	$(PY) -m infra.config
 
 # The figures of issue 5 on the local stack (~5-10 minutes on 2 cores): a table, and
 # bench/results.json (see README, Benchmarks). Timings are compared within one run.
@@ -69,4 +104,4 @@ bench: venv
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache
+	rm -rf $(VENV) cdk.out .pytest_cache $(IAM_SIM)/node_modules

@@ -8,16 +8,25 @@
 | POST /token                | callback | IAM  | ops' manual exchange of a pasted code            |
 
 The connect function never touches a secret; only the callback function reads the LwA client
-secret, writes advertiser secrets and publishes lifecycle events. The callback's reserved
-concurrency (``callback_reserved_concurrency``) caps the parallel code exchanges sent to LwA.
+secret, writes advertiser secrets and publishes lifecycle events. With
+``callback_reserved_concurrency`` set (default ``null``, none: a new account's quota allows none),
+the callback's reserved concurrency caps the parallel code exchanges sent to LwA.
 
-The stage: explicit throttling (``api_throttle_*``), X-Ray, access logs by route template (never a
+The stage: explicit throttling (``api_throttle_*``), access logs by route template (never a
 path or query string, so never an invitation token, a code or a state), execution logs at ERROR
-without data trace, and an AWS WAF web ACL when ``waf_enabled``.
+without data trace, and an AWS WAF web ACL when ``waf_enabled``. No X-Ray tracing on the stage: its
+segments record the full request URL, query string included (invitation token, code, state); the
+functions are traced, and their segments carry no URL.
+
+Both kinds of stage logs need the account's API Gateway CloudWatch role, ONE per account and
+region: ``api_cloudwatch_role`` ``"auto"`` (default) sets this stack's role only when the account
+has none (``infra.account_logging``), ``"existing"`` leaves the setting alone, ``"create"`` creates
+a role and sets it (``AWS::ApiGateway::Account``), replacing any other.
 """
 
 from __future__ import annotations
 
+from adsauth import schema
 from aws_cdk import Aws, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_certificatemanager as acm
@@ -26,6 +35,7 @@ from aws_cdk import aws_logs as logs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from infra.account_logging import AccountLoggingRole
 from infra.bundling import function_code
 from infra.config import AdsAuthConfig
 from infra.constants import (
@@ -39,6 +49,36 @@ from infra.event_bus import LifecycleEventBus
 from infra.firewall import ApiFirewall
 from infra.functions import AdsAuthFunction
 from infra.storage import Storage
+from infra.table_grants import (
+    ADVERTISER_ITEMS,
+    IDEMPOTENCY_ITEMS,
+    INVITATION_ITEMS,
+    OUTBOX_ITEMS,
+    PENDING_EVENTS,
+    STATE_ITEMS,
+)
+
+# The table, as each function's code uses it (Storage.grant_items: actions by partition-key
+# pattern). connect (Onboarding.start): read the invitation, store the state, count the flow on
+# the invitation, check the advertiser's generation.
+CONNECT_ITEMS = {
+    "GetItem": (INVITATION_ITEMS,),
+    "PutItem": (STATE_ITEMS,),
+    "UpdateItem": (INVITATION_ITEMS,),
+    "ConditionCheckItem": (ADVERTISER_ITEMS,),
+}
+# callback (Onboarding.check_state/complete, POST /token): the state and its invitation, the
+# advertiser's transitions with their outbox events, profiles and audit trail (batches of profiles
+# seen again, of relayed events deleted), its Powertools idempotency records; the outbox relay.
+CALLBACK_ITEMS = {
+    "GetItem": (ADVERTISER_ITEMS, INVITATION_ITEMS, STATE_ITEMS, IDEMPOTENCY_ITEMS),
+    "PutItem": (ADVERTISER_ITEMS, OUTBOX_ITEMS, IDEMPOTENCY_ITEMS),
+    "UpdateItem": (ADVERTISER_ITEMS, INVITATION_ITEMS, STATE_ITEMS, IDEMPOTENCY_ITEMS),
+    "DeleteItem": (IDEMPOTENCY_ITEMS,),
+    "ConditionCheckItem": (ADVERTISER_ITEMS,),
+    "BatchWriteItem": (ADVERTISER_ITEMS, OUTBOX_ITEMS),
+}
+CALLBACK_QUERIES = {None: (ADVERTISER_ITEMS,), schema.KIND_INDEX: (PENDING_EVENTS,)}
 
 # The routes the advertiser's browser and LwA's redirect open: they cannot carry credentials.
 BROWSER_ROUTES = (("connect/{invitation}", "GET"), ("result/{outcome}", "GET"), ("callback", "GET"))
@@ -60,20 +100,28 @@ class PublicApi(Construct):
         super().__init__(scope, construct_id)
         self.config = config
         self.access_log_group = logs.LogGroup(
-            self, "AccessLogs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.RETAIN
+            self,
+            "AccessLogs",
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
+        creates_cloud_watch_role = config.api_cloudwatch_role == "create"
         self.rest_api = apigw.RestApi(
             self,
             "RestApi",
             description="adsauth: LwA authorization broker",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            # Access and execution logging need the account-level API Gateway logging role; keep
-            # it when the stack goes, other APIs in the account may rely on it.
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            # Access and execution logging need the account-level API Gateway logging role. The
+            # setting is the region's, not this API's: only set it when configured to ("create"),
+            # and then keep the role when the stack goes, other APIs may rely on it by then.
+            cloud_watch_role=creates_cloud_watch_role,
+            cloud_watch_role_removal_policy=(
+                RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if creates_cloud_watch_role else None
+            ),
             deploy_options=apigw.StageOptions(
                 stage_name=config.stage_name,
-                tracing_enabled=True,
+                # Off: a stage segment records the full URL, query string included.
+                tracing_enabled=False,
                 throttling_rate_limit=config.api_throttle_rate_limit,
                 throttling_burst_limit=config.api_throttle_burst_limit,
                 metrics_enabled=True,
@@ -156,8 +204,8 @@ class PublicApi(Construct):
             role_path=storage.reader_role_path,
         ).function
 
-        storage.grant_table_read_write(self.connect_function)
-        storage.grant_table_read_write(self.callback_function)
+        storage.grant_items(self.connect_function, CONNECT_ITEMS)
+        storage.grant_items(self.callback_function, CALLBACK_ITEMS, queries=CALLBACK_QUERIES)
         storage.grant_client_secret_read(self.callback_function)
         storage.grant_advertiser_secrets_write(self.callback_function)
         event_bus.grant_publish(self.callback_function)
@@ -175,6 +223,10 @@ class PublicApi(Construct):
         self.methods: dict[tuple[str, str], apigw.Method] = {}
         self._add_routes()
         self._acknowledge_findings()
+        if config.api_cloudwatch_role == "auto":
+            # The stage's logging needs the account's role: set ours first when there is none.
+            self.account_logging = AccountLoggingRole(self, "AccountLogging")
+            self.rest_api.deployment_stage.node.add_dependency(self.account_logging.resource)
 
     def _add_routes(self) -> None:
         connect = apigw.LambdaIntegration(self.connect_function, allow_test_invoke=False)
@@ -248,6 +300,8 @@ class PublicApi(Construct):
                     },
                 ],
             )
+        if self.config.api_cloudwatch_role != "create":
+            return
         NagSuppressions.add_resource_suppressions_by_path(
             stack,
             f"{self.rest_api.node.path}/CloudWatchRole/Resource",

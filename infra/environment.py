@@ -29,8 +29,9 @@ def function_environment(
     }
     if config.operator_name:
         env["OPERATOR_NAME"] = config.operator_name
-    if config.ses_sender:
-        env["SES_SENDER"] = config.ses_sender
+    if config.from_address:
+        # The address itself (SES needs one as Source), even when ses_sender is a domain.
+        env["SES_FROM_ADDRESS"] = config.from_address
     return env
 
 

@@ -57,7 +57,9 @@ class AdsAuthFunction(Construct):
             self,
             "LogGroup",
             retention=LOG_RETENTION,
-            removal_policy=RemovalPolicy.RETAIN,
+            # Kept when the stack goes (the logs of what happened), deleted when the deploy that
+            # created it rolls back, so a retry does not trip over it.
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         self.role = iam.Role(
             self,

@@ -27,6 +27,7 @@ class AdsAuthStack(Stack):
             "Storage",
             client_id=config.client_id,
             operator_principal_arns=config.operator_principal_arns,
+            table_deletion_protection=config.table_deletion_protection,
         )
         layers = [powertools_layer(self)]
         self.alerts = AlertTopic(self, "Alerts", alert_email=config.alert_email)
@@ -142,8 +143,12 @@ class AdsAuthStack(Stack):
             },
         }
         # CloudFormation refuses empty output values: optional settings appear only when set.
-        if config.ses_sender:
-            outputs["SesSender"] = (config.ses_sender, "SES identity the ops CLI sends from")
+        if config.from_address:
+            outputs["SesFromAddress"] = (
+                config.from_address,
+                f"Address the ops CLI and the refresh worker send e-mail from (SES identity "
+                f"{config.ses_sender})",
+            )
         if config.operator_name:
             outputs["OperatorName"] = (config.operator_name, "Name shown to advertisers")
         if self.api.firewall is not None:

@@ -71,8 +71,15 @@ def walk(value: Any) -> Iterator[tuple[str | None, Any]]:
 
 
 def functions_by_handler(cfn: dict) -> dict[str, dict]:
+    """The functions that serve adsauth (and the example consumer's) by handler. Not included:
+    the deploy-time custom resource of ``api_cloudwatch_role: "auto"``
+    (tests/infra/test_deploy_safety.py covers it)."""
+    from infra.account_logging import SETTER_DESCRIPTION
+
     return {
-        fn["Properties"]["Handler"]: fn for fn in resources(cfn, "AWS::Lambda::Function").values()
+        fn["Properties"]["Handler"]: fn
+        for fn in resources(cfn, "AWS::Lambda::Function").values()
+        if fn["Properties"].get("Description") != SETTER_DESCRIPTION
     }
 
 

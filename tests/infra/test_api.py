@@ -63,13 +63,13 @@ def test_only_post_token_requires_iam(cfn):
 
 
 @pytest.mark.parametrize("variant, throttle", [("cfn", (50, 100)), ("domain_cfn", (20, 40))])
-def test_api_is_regional_with_a_traced_throttled_logged_stage(variant, throttle, request):
+def test_api_is_regional_with_a_throttled_logged_stage(variant, throttle, request):
     cfn = request.getfixturevalue(variant)
     _, api = only(cfn, "AWS::ApiGateway::RestApi")
     assert api["Properties"]["EndpointConfiguration"]["Types"] == ["REGIONAL"]
     _, stage = only(cfn, "AWS::ApiGateway::Stage")
     props = stage["Properties"]
-    assert props["TracingEnabled"] is True
+    assert props.get("TracingEnabled") is not True  # a stage segment records the query string
     (settings,) = props["MethodSettings"]
     assert (settings["HttpMethod"], settings["ResourcePath"]) == ("*", "/*")  # the whole stage
     assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == throttle
@@ -87,7 +87,7 @@ def test_access_log_never_holds_a_path_query_string_or_body(variant, request):
     log_group = cfn["Resources"][log_group_id]
     assert log_group["Type"] == "AWS::Logs::LogGroup"
     assert log_group["Properties"]["RetentionInDays"] == 30
-    assert log_group["DeletionPolicy"] == "Retain"
+    assert log_group["DeletionPolicy"] == "RetainExceptOnCreate"
     fields = json.loads(setting["Format"])
     variables = set(re.findall(r"\$context\.[A-Za-z.]+", setting["Format"]))
     # resourcePath is the route template (/connect/{invitation}), never the token itself.
@@ -122,7 +122,7 @@ def test_functions_runtime_limits_and_layer(variant, request):
         ]
         log_group = cfn["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
         assert log_group["Properties"]["RetentionInDays"] == 30
-        assert log_group["DeletionPolicy"] == "Retain"
+        assert log_group["DeletionPolicy"] == "RetainExceptOnCreate"
         # Only the role's policy in DependsOn: the role itself is a GetAtt (cfn-lint W3005).
         (policy_id,) = fn["DependsOn"]
         policy = cfn["Resources"][policy_id]
@@ -135,11 +135,15 @@ def test_reserved_concurrency_protects_lwa_where_configured(cfn, domain_cfn):
         handler: fn["Properties"].get("ReservedConcurrentExecutions")
         for handler, fn in functions_by_handler(cfn).items()
     }
-    # callback: callback_reserved_concurrency (the code exchanges); dispatcher: one run at a time;
-    # worker: bounded by its event source's maximum concurrency; connect: never calls LwA.
-    assert reserved == {CONNECT: None, CALLBACK: 10, DISPATCHER: 1, WORKER: None}
-    callback = functions_by_handler(domain_cfn)[CALLBACK]["Properties"]
-    assert "ReservedConcurrentExecutions" not in callback  # callback_reserved_concurrency: null
+    # No reservation by default (a new account's quota of 10 allows none); the worker is bounded
+    # by its event source's maximum concurrency, the dispatcher's runs by the dispatch lease.
+    assert reserved == {CONNECT: None, CALLBACK: None, DISPATCHER: None, WORKER: None}
+    reserved = {
+        handler: fn["Properties"].get("ReservedConcurrentExecutions")
+        for handler, fn in functions_by_handler(domain_cfn).items()
+    }
+    # callback_reserved_concurrency 10: the callback (the code exchanges), nothing else.
+    assert reserved == {CONNECT: None, CALLBACK: 10, DISPATCHER: None, WORKER: None}
 
 
 def test_waf_only_when_enabled(cfn, domain_cfn):
@@ -182,7 +186,7 @@ def test_environment_matches_settings(cfn):
         assert env["INVITATION_TTL_SECONDS"] == str(7 * 86400)
         assert env["POWERTOOLS_SERVICE_NAME"] == env["POWERTOOLS_METRICS_NAMESPACE"] == "adsauth"
         assert env["OPERATOR_NAME"] == "Example Agency"
-        assert "SES_SENDER" not in env
+        assert "SES_FROM_ADDRESS" not in env and "SES_SENDER" not in env
         # Built from the API id, not the stage: no Stage/Deployment reference, so no cycle.
         assert render(env["PUBLIC_BASE_URL"]) == (
             "https://${" + api_id + "}.execute-api.${AWS::Region}.${AWS::URLSuffix}/prod"
@@ -226,9 +230,11 @@ def test_custom_domain_serves_the_stage_at_the_root(domain_cfn):
     outputs = {name: render(o["Value"]) for name, o in domain_cfn["Outputs"].items()}
     assert outputs["CallbackUrl"] == "https://auth.example.com/callback"
     assert "CustomDomainTarget" in outputs
-    assert outputs["SesSender"] == "ops@example.com"
+    assert outputs["SesFromAddress"] == "ops@example.com"
+    assert "SesSender" not in outputs
     for fn in functions_by_handler(domain_cfn).values():
         env = fn["Properties"]["Environment"]["Variables"]
         assert env["PUBLIC_BASE_URL"] == "https://auth.example.com"
-        assert env["SES_SENDER"] == "ops@example.com"
+        assert env["SES_FROM_ADDRESS"] == "ops@example.com"
+        assert "SES_SENDER" not in env
         assert "OPERATOR_NAME" not in env

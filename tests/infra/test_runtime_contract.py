@@ -166,7 +166,7 @@ class StubRefresher:
         self.due = due
         self.dispatched_at: float | None = None
 
-    def dispatch_due(self, now: float, *, on_due=None) -> int:
+    def dispatch_due(self, now: float, *, on_due=None, lease_seconds: float = 60.0) -> int:
         self.dispatched_at = now
         if on_due is not None:
             on_due(list(self.due))
@@ -235,6 +235,12 @@ class OneQueryStore:
     def platform_paused_until(self, now):
         return None
 
+    def acquire_dispatch_lease(self, owner, now, until):
+        return True
+
+    def release_dispatch_lease(self, owner):
+        return True
+
     def due_advertisers(self, before):
         self.queries += 1
         return list(self.due)
@@ -272,6 +278,17 @@ def test_the_ops_cli_reads_every_output_it_maps(cfn):
     exists, and the key reaches the CLI too (its ``refresh`` may create an access-token secret)."""
     from adsauth.cli import STACK_OUTPUTS
 
-    outputs = set(cfn["Outputs"]) | {"SesSender"}  # SesSender: only when ses_sender is set
+    outputs = set(cfn["Outputs"]) | {"SesFromAddress"}  # only when ses_sender is set
     assert set(STACK_OUTPUTS) <= outputs, set(STACK_OUTPUTS) - outputs
     assert STACK_OUTPUTS["SecretsKeyArn"] == "SECRETS_KMS_KEY_ID"
+
+
+def test_the_local_gateway_gives_each_api_function_its_deployed_timeout(cfn):
+    """The callback's time budget counts down from the function's timeout: the local stack's
+    routes must give the handlers the deployed one (20 s), not API Gateway's 29 s."""
+    from local.stack import ROUTES
+
+    deployed = {fn["Properties"]["Handler"]: fn["Properties"]["Timeout"] for fn in functions_by_handler(cfn).values()}
+    for route in ROUTES:
+        handler = route.handler.replace(":", ".")
+        assert route.function_timeout == deployed[handler], route

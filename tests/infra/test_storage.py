@@ -32,20 +32,26 @@ def test_table_matches_the_schema_module(cfn):
     assert "TableName" not in props  # CloudFormation names it; functions get it from TABLE_NAME
 
 
-def test_table_is_protected(cfn):
+def test_table_is_protected(cfn, domain_cfn):
     _, table = only(cfn, "AWS::DynamoDB::Table")
     assert table["Properties"]["PointInTimeRecoverySpecification"] == {
         "PointInTimeRecoveryEnabled": True
     }
-    assert table["Properties"]["DeletionProtectionEnabled"] is True
-    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    # Off by default: CloudFormation cannot delete a protected table, so a failed first deploy
+    # could not roll back; on with table_deletion_protection (the domain variant).
+    assert table["Properties"]["DeletionProtectionEnabled"] is False
+    assert only(domain_cfn, "AWS::DynamoDB::Table")[1]["Properties"]["DeletionProtectionEnabled"] is True
+    assert table["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert table["UpdateReplacePolicy"] == "Retain"
 
 
 def test_client_secret_is_named_retained_and_holds_only_the_client_id(cfn):
     _, secret = only(cfn, "AWS::SecretsManager::Secret")
     props = secret["Properties"]
     assert props["Name"] == "adsauth/AdsAuth/lwa_client"
-    assert secret["DeletionPolicy"] == secret["UpdateReplacePolicy"] == "Retain"
+    # A fixed name: left behind by a rolled-back first deploy, it would block the retry.
+    assert secret["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert secret["UpdateReplacePolicy"] == "Retain"
     assert "SecretString" not in props
     generated = props["GenerateSecretString"]
     assert json.loads(generated["SecretStringTemplate"]) == {"client_id": CLIENT_ID}
@@ -58,5 +64,6 @@ def test_advertiser_secrets_are_not_created_by_the_stack(cfn):
 
 def test_log_groups_have_explicit_retention(cfn):
     groups = resources(cfn, "AWS::Logs::LogGroup")
-    assert len(groups) == 5  # four functions and the API access log
+    # four functions, the API access log, and the deploy-time function of api_cloudwatch_role "auto"
+    assert len(groups) == 6
     assert {g["Properties"].get("RetentionInDays") for g in groups.values()} == {30}
