@@ -58,6 +58,7 @@ class MemoryStore:
         self.last_flow: dict[str, float] = {}
         self.grants: dict[str, str] = {}  # imported refresh tokens, by hash
         self.paused: tuple[str, float] | None = None
+        self.dispatch_lease: tuple[str, float] | None = None  # (owner, until): PLATFORM#dispatch / LEASE
         self.due_queries = 0
         self.writes = 0
         self.lock = threading.RLock()
@@ -296,6 +297,22 @@ class MemoryStore:
         with self.lock:
             if self.advertisers[advertiser_id].status is CONNECTED:
                 self.due[advertiser_id] = due_at
+
+    def acquire_dispatch_lease(self, owner, now, until):
+        with self.lock:  # attribute_not_exists(pk) OR lease_until <= :now OR lease_owner = :owner
+            if self.dispatch_lease is not None and self.dispatch_lease[1] > now and self.dispatch_lease[0] != owner:
+                return False
+            self.dispatch_lease = (owner, until)
+            self.writes += 1
+            return True
+
+    def release_dispatch_lease(self, owner):
+        with self.lock:  # lease_owner = :owner
+            if self.dispatch_lease is None or self.dispatch_lease[0] != owner:
+                return False
+            self.dispatch_lease = None
+            self.writes += 1
+            return True
 
     def acquire_lease(self, advertiser_id, owner, now, until):
         with self.lock:

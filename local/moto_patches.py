@@ -1,4 +1,10 @@
-"""One change to moto, for the local stack only: a cheaper rollback for TransactWriteItems.
+"""Two changes to moto, for the local stack only: item writes as atomic as DynamoDB's, and a
+cheaper rollback for TransactWriteItems.
+
+DynamoDB applies a conditional write (and a whole transaction) atomically. moto's server checks the
+condition, then writes, on whichever request thread serves the call, so two leases taken at once
+could both succeed, a race that is moto's, not adsauth's. One reentrant lock around the backend's
+item writes and transactions gives the local stack DynamoDB's atomicity (``ATOMIC_OPERATIONS``).
 
 moto backs a transaction up by deep-copying every table it touches, once per item of the
 transaction, so each one costs time proportional to the whole table. adsauth makes every lifecycle
@@ -18,6 +24,9 @@ from typing import Any
 
 _applied = False
 _lock = threading.Lock()
+# Reentrant: a cancelled transaction puts its saved items back with put_item under it.
+_writes = threading.RLock()
+ATOMIC_OPERATIONS = ("put_item", "update_item", "delete_item", "transact_write_items")  # BatchWriteItem: per item
 
 
 def _keep_tables(real_copy: types.ModuleType, table_type: type) -> types.ModuleType:
@@ -75,4 +84,17 @@ def apply() -> None:
                 raise
 
         models.DynamoDBBackend.transact_write_items = transact_write_items
+        for name in ATOMIC_OPERATIONS:
+            real = getattr(models.DynamoDBBackend, name, None)
+            if real is not None:
+                setattr(models.DynamoDBBackend, name, _atomic(real))
         _applied = True
+
+
+def _atomic(operation):
+    def atomic(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _writes:
+            return operation(self, *args, **kwargs)
+
+    atomic.__wrapped__ = operation
+    return atomic

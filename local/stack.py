@@ -31,11 +31,18 @@ EVENTS_QUEUE = "adsauth-local-events"  # a consumer's rule: every adsauth event 
 MAX_RECEIVE_COUNT = 5  # as deployed: a job that failed 5 times moves to the DLQ
 OPERATOR_KEYS = ("AKIALOCALOPERATOR000", "local-operator-secret-key")  # fake IAM identity for POST /token
 
+# The deployed API functions' timeout (infra.constants.API_FUNCTION_TIMEOUT; a test checks): the
+# callback's time budget counts down from it, locally as deployed.
+API_FUNCTION_TIMEOUT_SECONDS = 20.0
 ROUTES = [
-    Route("GET", "/connect/{invitation}", "adsauth.handlers.connect:handler"),
-    Route("GET", "/result/{outcome}", "adsauth.handlers.connect:handler"),
-    Route("GET", "/callback", "adsauth.handlers.callback:handler"),
-    Route("POST", "/token", "adsauth.handlers.callback:handler", iam_auth=True),
+    Route("GET", "/connect/{invitation}", "adsauth.handlers.connect:handler",
+          function_timeout=API_FUNCTION_TIMEOUT_SECONDS),
+    Route("GET", "/result/{outcome}", "adsauth.handlers.connect:handler",
+          function_timeout=API_FUNCTION_TIMEOUT_SECONDS),
+    Route("GET", "/callback", "adsauth.handlers.callback:handler",
+          function_timeout=API_FUNCTION_TIMEOUT_SECONDS),
+    Route("POST", "/token", "adsauth.handlers.callback:handler", iam_auth=True,
+          function_timeout=API_FUNCTION_TIMEOUT_SECONDS),
 ]
 
 
@@ -195,16 +202,23 @@ class LocalStack:
                 sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=m["ReceiptHandle"])
             wait_seconds = 0
 
-    def enable_email(self, sender: str = "adsauth@agency.example") -> None:
-        """SES as ops configure it (``SES_SENDER``, a verified identity): invitations and
-        re-consents are e-mailed; ``sent_emails()`` reads what moto's SES accepted."""
+    def enable_email(self, from_address: str = "adsauth@agency.example", *, verify: str | None = "address") -> None:
+        """SES as ops configure it (``SES_FROM_ADDRESS``, in a verified identity): invitations
+        and re-consents are e-mailed; ``sent_emails()`` reads what moto's SES accepted.
+        ``verify``: which identity ops verified, ``"address"`` (the from-address itself),
+        ``"domain"`` (its domain) or None (none yet: SES rejects the messages, as in a new
+        account's sandbox)."""
         import boto3
 
-        boto3.client("ses").verify_email_identity(EmailAddress=sender)
-        self._set_env({"SES_SENDER": sender})
+        ses = boto3.client("ses")
+        if verify == "address":
+            ses.verify_email_identity(EmailAddress=from_address)
+        elif verify == "domain":
+            ses.verify_domain_identity(Domain=from_address.rpartition("@")[2])
+        self._set_env({"SES_FROM_ADDRESS": from_address})
 
     def disable_email(self) -> None:
-        self._set_env({"SES_SENDER": ""})
+        self._set_env({"SES_FROM_ADDRESS": ""})
 
     @staticmethod
     def sent_emails() -> list:

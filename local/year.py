@@ -150,7 +150,7 @@ class SimulatedYear:
         # within a dispatcher run, and must not change what an advertiser does
         self.rngs: dict[str, random.Random] = {}
         self.clock = FakeClock(start)
-        self.settings = simulation_settings(REFRESH_LEAD_SECONDS=lead_seconds, SES_SENDER="adsauth@sim.example",
+        self.settings = simulation_settings(REFRESH_LEAD_SECONDS=lead_seconds, SES_FROM_ADDRESS="adsauth@sim.example",
                                             PROFILE_REFRESH_SECONDS=profile_refresh_days * DAY, ALLOWED_REGIONS="NA")
         grant_seconds = self.settings.grant_lifetime_seconds if amazon_grant_days is None else amazon_grant_days * DAY
         self.lwa = GrantLwa(self.clock, grant_seconds=grant_seconds, lead_days=self.settings.reconsent_lead_days,

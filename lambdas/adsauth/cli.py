@@ -6,7 +6,9 @@ Settings come from the environment (the same variables the functions read). With
 Exit codes: 0 done; 1 refused (an unknown advertiser, a transition whose condition did not hold,
 input the domain rejects, Login with Amazon saying no); 2 the command line itself is wrong
 (a missing ``--yes``, a malformed ``--cause`` or ``--expiring-within``, conflicting flags, no
-token on standard input). Either way nothing was changed, and no message ever shows a token.
+token on standard input). Either way nothing was changed, and no message ever shows a token;
+the one exception is an invitation e-mail SES refused (exit 1, one line saying why, e.g. the SES
+sandbox): the invitation was created and its link printed above the error.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from datetime import datetime, timezone
 from typing import Sequence
 
+from adsauth.adapters.notify import EmailNotSent
 from adsauth.errors import AdsAuthError, AdvertiserUnknown, InvalidRequest
 from adsauth.mail import invitation_email
 from adsauth.models import Advertiser, AdvertiserStatus
@@ -35,7 +38,7 @@ STACK_OUTPUTS = {
     "SecretPrefix": "SECRET_PREFIX",
     "AllowedRegions": "ALLOWED_REGIONS",
     "InvitationTtlSeconds": "INVITATION_TTL_SECONDS",
-    "SesSender": "SES_SENDER",
+    "SesFromAddress": "SES_FROM_ADDRESS",
     "OperatorName": "OPERATOR_NAME",
     "SecretsKeyArn": "SECRETS_KMS_KEY_ID",  # `refresh` may create an access-token secret
     "EventBusName": "EVENT_BUS_NAME",  # invite, reinvite, revoke and import announce their transitions
@@ -71,7 +74,7 @@ def send_invitation_email(settings: Settings, email: str, subject: str, body: st
 
     from adsauth.adapters.notify import SesMailer
 
-    SesMailer(client=boto3.client("ses"), sender=settings.ses_sender).send(email, subject, body)
+    SesMailer(client=boto3.client("ses"), from_address=settings.ses_from_address).send(email, subject, body)
 
 
 def _now() -> float:
@@ -114,9 +117,12 @@ def _print_invitation(settings: Settings, advertiser, token: str, ttl: int | Non
     print(f"region:     {advertiser.region.value}")
     print(f"valid until {_when(expires_at)} (completes once)")
     print(f"link:       {link}")
-    if settings.ses_sender and not no_email:
+    if settings.ses_from_address and not no_email:
         subject, body = invitation_email(settings, advertiser.name, link, expires_at)
-        send_invitation_email(settings, advertiser.email, subject, body)
+        try:
+            send_invitation_email(settings, advertiser.email, subject, body)
+        except EmailNotSent as exc:  # one fixed line (exit 1); the invitation stands
+            raise type(exc)(f"{exc} The invitation was created: send the link above yourself.") from None
         print(f"emailed to  {advertiser.email}")
 
 

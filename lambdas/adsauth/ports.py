@@ -75,6 +75,10 @@ class RefreshStore(Protocol):
     def snooze(self, due: DueAdvertiser, until: float) -> bool:
         """Move the deadline to ``until`` unless someone changed it since it was read."""
     def set_deadline(self, advertiser_id: str, due_at: float) -> None: ...
+    def acquire_dispatch_lease(self, owner: str, now: float, until: float) -> bool:
+        """Take the one dispatcher run's lease when it is absent, lapsed or already ``owner``'s."""
+    def release_dispatch_lease(self, owner: str) -> bool:
+        """End the dispatch lease if ``owner`` still holds it."""
     def acquire_lease(self, advertiser_id: str, owner: str, now: float, until: float) -> tuple[Lease, Advertiser] | None:
         """Take the lease unless another owner holds an unexpired one; returns the advertiser as
         it was when the lease was taken."""

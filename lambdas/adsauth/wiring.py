@@ -99,11 +99,11 @@ def publisher():
 
 @lru_cache(maxsize=1)
 def mailer():
-    """SES for invitation and re-consent e-mails (``SES_SENDER``); None without a sender."""
+    """SES for invitation and re-consent e-mails (from ``SES_FROM_ADDRESS``); None without one."""
     from adsauth.adapters.notify import SesMailer
 
     s = get_settings()
-    return SesMailer(client=boto3_session().client("ses"), sender=s.ses_sender) if s.ses_sender else None
+    return SesMailer(client=boto3_session().client("ses"), from_address=s.ses_from_address) if s.ses_from_address else None
 
 
 @lru_cache(maxsize=1)

@@ -151,12 +151,12 @@ def test_invite_sends_the_link_by_email_when_ses_is_configured(stack, capsys, mo
     ses = boto3.client("ses")
     ses.verify_email_identity(EmailAddress="ops@agency.example")
     sent_before = ses.get_send_quota()["SentLast24Hours"]
-    monkeypatch.setitem(os.environ, "SES_SENDER", "ops@agency.example")
+    monkeypatch.setitem(os.environ, "SES_FROM_ADDRESS", "ops@agency.example")
     wiring.reset()
     try:
         code, out, _ = run(capsys, "invite", "--name", "Acme", "--email", "ads@acme.example")
     finally:
-        monkeypatch.delitem(os.environ, "SES_SENDER")
+        monkeypatch.delitem(os.environ, "SES_FROM_ADDRESS")
         wiring.reset()
     link_of(out)
     assert code == 0 and "emailed to  ads@acme.example" in out

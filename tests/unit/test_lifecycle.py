@@ -33,7 +33,7 @@ JUNE_30 = datetime(2026, 6, 30, tzinfo=timezone.utc).timestamp()
 @pytest.fixture
 def world():
     clock = Clock(datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp())
-    settings = make_settings(SES_SENDER="ads@agency.example")
+    settings = make_settings(SES_FROM_ADDRESS="ads@agency.example")
     store, vault, lwa, ads = FakeStore(settings.due_schedule), FakeVault(), FakeLwa(clock), FakeAds()
     publisher, mailer, notifier = MemoryPublisher(), MemoryMailer(), FakeNotifier()
     flow = Onboarding(settings=settings, store=store, vault=vault, lwa=lwa, ads=ads, clock=clock, publisher=publisher)

@@ -59,3 +59,46 @@ def test_a_transaction_that_holds_changes_everything_it_names(table):
         {"Put": {"TableName": "tx", "Item": {"pk": {"S": "b"}}}},
     ])
     assert item(table, "a")["n"] == {"N": "2"} and item(table, "b") == {"pk": {"S": "b"}}
+
+
+def test_conditional_writes_are_atomic_as_in_dynamodb(table, monkeypatch):
+    """Many threads take one lease at once with a conditional put: exactly one wins (moto alone
+    checks, then writes, unlocked; DynamoDB applies the condition atomically). The table's read
+    of the current item is slowed down so that, without the patch, another thread writes between
+    a put's check and its write."""
+    import threading
+    import time
+
+    from botocore.exceptions import ClientError
+    from moto.dynamodb.models.table import Table
+
+    real_get = Table.get_item
+
+    def slow_get(self, *args, **kwargs):
+        current = real_get(self, *args, **kwargs)
+        time.sleep(0.002)
+        return current
+
+    monkeypatch.setattr(Table, "get_item", slow_get)
+
+    won, start = [], threading.Barrier(16)
+
+    def take(owner: str) -> None:
+        start.wait()
+        try:
+            table.put_item(TableName="tx", Item={"pk": {"S": "lease"}, "owner": {"S": owner}},
+                           ConditionExpression="attribute_not_exists(pk)")
+            won.append(owner)
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+    for _ in range(20):
+        table.delete_item(TableName="tx", Key={"pk": {"S": "lease"}})
+        won.clear()
+        threads = [threading.Thread(target=take, args=(f"o{i}",)) for i in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(won) == 1
+        assert item(table, "lease")["owner"]["S"] == won[0]

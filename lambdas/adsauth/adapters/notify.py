@@ -1,7 +1,8 @@
-"""Outbound messages: refresh jobs to SQS (the dispatcher) and alerts to SNS (the worker).
+"""Outbound messages: refresh jobs to SQS (the dispatcher), alerts to SNS (the worker) and
+e-mail through SES (the worker's re-consents, the CLI's invitations).
 
-Neither ever carries a token: a job is ``{"advertiser_id": ...}``, an alert names an advertiser
-and says what to do.
+None ever carries a token: a job is ``{"advertiser_id": ...}``, an alert names an advertiser
+and says what to do; only an e-mail to the advertiser carries its invitation link.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Sequence
+
+from adsauth.errors import AdsAuthError
 
 SQS_BATCH = 10  # SendMessageBatch takes at most 10 entries
 SUBJECT_MAX = 100  # SNS: ASCII, no line breaks, at most 100 characters
@@ -70,19 +73,51 @@ class SnsNotifier:
         self.client.publish(TopicArn=self.topic_arn, Subject=subject, Message=message)
 
 
-class SesMailer:
-    """E-mail through SES (``SES_SENDER``): the invitation and re-consent messages."""
+class EmailNotSent(AdsAuthError):
+    """SES did not send the message (throttled, sending paused, a configuration error). The
+    message is fixed: SES's own names addresses and identities."""
 
-    def __init__(self, *, client: Any, sender: str) -> None:
+    code = "email_not_sent"
+    message = "SES did not send the e-mail; check the account's SES sending status in the stack's region."
+
+
+class EmailRejected(EmailNotSent):
+    """SES refused the message (``MessageRejected``): in the sandbox (an account without
+    production access) SES sends only to verified addresses, and from a verified identity."""
+
+    code = "email_rejected"
+    message = (
+        "SES rejected the e-mail (MessageRejected): the account is in the SES sandbox, which delivers only to "
+        "verified addresses, or SES_FROM_ADDRESS is not in a verified identity; verify the recipient in SES "
+        "or request production access."
+    )
+
+
+REJECTED = {"MessageRejected", "MailFromDomainNotVerifiedException", "MailFromDomainNotVerified"}
+
+
+class SesMailer:
+    """E-mail through SES from ``SES_FROM_ADDRESS``: the invitation and re-consent messages.
+    A refusal raises ``EmailRejected``, any other failure ``EmailNotSent`` (fixed messages)."""
+
+    def __init__(self, *, client: Any, from_address: str) -> None:
         self.client = client
-        self.sender = sender
+        self.from_address = from_address
 
     def send(self, to: str, subject: str, body: str) -> None:
-        self.client.send_email(
-            Source=self.sender,
-            Destination={"ToAddresses": [to]},
-            Message={"Subject": {"Data": subject, "Charset": "UTF-8"}, "Body": {"Text": {"Data": body, "Charset": "UTF-8"}}},
-        )
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.send_email(
+                Source=self.from_address,
+                Destination={"ToAddresses": [to]},
+                Message={"Subject": {"Data": subject, "Charset": "UTF-8"},
+                         "Body": {"Text": {"Data": body, "Charset": "UTF-8"}}},
+            )
+        except ClientError as exc:
+            # SES's message names the addresses and the identity: never passed on
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise (EmailRejected() if code in REJECTED else EmailNotSent()) from None
 
 
 class LogNotifier:

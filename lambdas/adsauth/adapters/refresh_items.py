@@ -1,5 +1,5 @@
-"""The refresher's part of the table: the sparse ``byExpiry`` index, per-advertiser leases,
-refresh outcomes, the audit trail and the platform pause."""
+"""The refresher's part of the table: the sparse ``byExpiry`` index, the dispatcher run's lease,
+per-advertiser leases, refresh outcomes, the audit trail and the platform pause."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ from adsauth.models import Advertiser, AdvertiserStatus, DueAdvertiser, Lease, L
 from adsauth.regions import Region
 
 PLATFORM_KEY = {schema.PK: "PLATFORM#lwa", schema.SK: "PAUSE"}
+# the one dispatcher run allowed to queue at a time (``Refresher.dispatch_due``); the
+# dispatcher's role may write this item and no other of the PLATFORM# keys
+DISPATCH_LEASE_KEY = {schema.PK: "PLATFORM#dispatch", schema.SK: "LEASE"}
 # ~30 routine refreshes a day per advertiser: those expire after 90 days; the other events stay
 ROUTINE_EVENT_RETENTION = {"refreshed": 90 * 24 * 3600}
 
@@ -60,6 +63,32 @@ class RefreshItems:
             advertiser_id, "SET #dpk = :dpk, #dsk = :dsk", "#s = :connected",
             {":dpk": expiry_shard(advertiser_id), ":dsk": iso(due_at)}
         )
+
+    # --- dispatcher: the run's lease (transitions: ``Refresher.dispatch_due``) -------------------
+    def acquire_dispatch_lease(self, owner: str, now: float, until: float) -> bool:
+        """Take the dispatch lease until ``until`` when it is absent, lapsed or already ours."""
+        try:
+            self.table.put_item(
+                Item={**DISPATCH_LEASE_KEY, "type": "lease", "lease_owner": owner, "lease_until": num(until),
+                      schema.TTL_ATTRIBUTE: int(until + RETENTION_AFTER_EXPIRY)},
+                ConditionExpression="attribute_not_exists(pk) OR lease_until <= :now OR lease_owner = :owner",
+                ExpressionAttributeValues={":now": num(now), ":owner": owner},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def release_dispatch_lease(self, owner: str) -> bool:
+        """End the dispatch lease if ``owner`` still holds it (a lapsed run's release must not
+        end its successor's)."""
+        try:
+            self.table.delete_item(
+                Key=DISPATCH_LEASE_KEY, ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues={":owner": owner},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     # --- refresher: lease ------------------------------------------------------------------------
     def acquire_lease(self, advertiser_id: str, owner: str, now: float, until: float) -> tuple[Lease, Advertiser] | None:

@@ -5,7 +5,8 @@ and the events outbox in one table (see ``schema``). One store object, its parts
 - ``advertisers``: the lifecycle transitions (``adsauth.lifecycle``);
 - ``invitations``: invitations and OAuth states (open a flow, claim, release);
 - ``profile_items``: profiles;
-- ``refresh_items``: the due index, leases, refresh outcomes, audit trail, platform pause;
+- ``refresh_items``: the due index, the dispatch lease, leases, refresh outcomes, audit trail,
+  platform pause;
 - ``outbox``: lifecycle events written with their transitions, and their relay.
 """
 
@@ -16,11 +17,11 @@ from adsauth.adapters.dynamo import DynamoBase, expiry_shard, iso, iso_us
 from adsauth.adapters.invitations import InvitationItems
 from adsauth.adapters.outbox import OutboxItems
 from adsauth.adapters.profile_items import ProfileItems
-from adsauth.adapters.refresh_items import PLATFORM_KEY, RefreshItems
+from adsauth.adapters.refresh_items import DISPATCH_LEASE_KEY, PLATFORM_KEY, RefreshItems
 
 
 class DynamoStore(AdvertiserTransitions, InvitationItems, ProfileItems, RefreshItems, OutboxItems, DynamoBase):
     pass
 
 
-__all__ = ["DynamoStore", "PLATFORM_KEY", "expiry_shard", "iso", "iso_us"]
+__all__ = ["DISPATCH_LEASE_KEY", "DynamoStore", "PLATFORM_KEY", "expiry_shard", "iso", "iso_us"]

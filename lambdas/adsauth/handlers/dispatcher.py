@@ -7,6 +7,10 @@ advertisers the run finds due (from the same query: ``dispatch_due(on_due=…)``
 access token's lifetime, that token expired without a refresh (the ``token-expired`` alarm). An
 advertiser whose refresh keeps failing is found again after each snooze, so a stuck token shows
 up every few minutes. No figure while LwA refuses our client (the run stops; its own alarm fires).
+
+Runs may overlap (the function has no reserved concurrency): each takes the dispatch lease for
+what is left of its invocation (``Refresher.dispatch_due``). A run that finds it held queues and
+relays nothing, logs, counts ``DispatchSkipped`` and returns normally (no retry).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from adsauth.handlers.common import log_unexpected, logger
 from adsauth.models import DueAdvertiser
+from adsauth.dispatch import DISPATCH_LEASE_SECONDS
 from adsauth.settings import ACCESS_TOKEN_SECONDS
 from adsauth.wiring import now, refresher
 
@@ -30,6 +35,16 @@ def oldest_token_age(due: Iterable[DueAdvertiser], at: float) -> float | None:
     ``ACCESS_TOKEN_SECONDS``); None when none of them has a token."""
     expiries = [d.token_expires_at for d in due if d.token_expires_at is not None]
     return at - (min(expiries) - ACCESS_TOKEN_SECONDS) if expiries else None
+
+
+def lease_seconds(context) -> float:
+    """How long this run may hold the dispatch lease: what is left of the invocation (Lambda
+    ends it then, so a lease of a run that died lapses by itself), at most the timeout."""
+    try:
+        remaining = context.get_remaining_time_in_millis() / 1000
+    except AttributeError:  # invoked without a Lambda context (a script)
+        return DISPATCH_LEASE_SECONDS
+    return min(max(remaining, 1.0), DISPATCH_LEASE_SECONDS)
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -49,7 +64,11 @@ def handler(event: dict, context) -> dict:
             ages.append(age)
             metrics.add_metric(name="OldestTokenAgeSeconds", unit=MetricUnit.Seconds, value=age)
 
-    dispatched = refresher().dispatch_due(at, on_due=report)
+    dispatched = refresher().dispatch_due(at, on_due=report, lease_seconds=lease_seconds(context))
+    if dispatched is None:  # an overlapping run holds the lease: it queues and relays
+        metrics.add_metric(name="DispatchSkipped", unit=MetricUnit.Count, value=1)
+        logger.info("refresh run skipped: another run holds the dispatch lease")
+        return {"dispatched": 0, "events_relayed": 0, "skipped": True}
     metrics.add_metric(name="RefreshDispatched", unit=MetricUnit.Count, value=dispatched)
     relayed = refresher().relay_events()  # lifecycle events a crash or an EventBridge failure left behind
     logger.info("refresh run", extra={"dispatched": dispatched, "events_relayed": relayed,
