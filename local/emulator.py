@@ -10,8 +10,18 @@ One HTTP server on 127.0.0.1 serves all three regions as path prefixes (``/na``,
 It keeps the rules the broker must cope with: exact redirect_uri matching, PKCE, codes that expire
 after five minutes and work once (a replay revokes the grant), codes redeemable only at the token
 endpoint of the region that issued them, client authentication, revocable grants, optional refresh
-token rotation, and injectable faults (latency, 429, 503, timeouts, connection resets).
-It logs nothing, so no token value can reach a log.
+token rotation, and injectable faults (latency, 429, 503, timeouts, connection resets, answers
+that come too late, RFC 6749 §5.2 refusals). Token errors vary as §5.2 allows: ``invalid_request``
+for a missing parameter (``code``, ``redirect_uri``, the PKCE ``code_verifier``), ``invalid_grant``
+for a code or refresh token that is wrong, expired, used or revoked, ``invalid_client`` for client
+authentication, ``unsupported_grant_type``; ``unauthorized_client`` and ``invalid_scope`` through the
+``refuse`` fault. It logs nothing, so no token value can reach a log.
+
+Faults (``fault(endpoint, mode, …)``): ``latency`` (added before the answer; they stack), ``429``,
+``5xx``, ``timeout`` (the request is *not* processed: the answer, a 503, comes after
+``timeout_sleep_s``), ``late`` (the request *is* processed — a code is used up, tokens are issued —
+and the answer comes after ``timeout_sleep_s``, when the client has given up), ``reset`` (the
+connection is dropped unanswered), ``refuse`` (token endpoint: the §5.2 ``error`` given).
 """
 
 from __future__ import annotations
@@ -45,7 +55,8 @@ CODE_TTL_SECONDS = 300
 ACCESS_TOKEN_TTL_SECONDS = 3600
 MAX_BODY_BYTES = 64 * 1024
 FAULT_ENDPOINTS = frozenset({"authorize", "token", "profiles"})
-FAULT_MODES = frozenset({"latency", "429", "5xx", "timeout", "reset"})
+FAULT_MODES = frozenset({"latency", "429", "5xx", "timeout", "late", "reset", "refuse"})
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")  # what ``refuse`` sends: a §5.2 code, or any other one (unknown codes)
 REVOKED = "User may have revoked or didn't grant the permission"
 NOT_AUTHORIZED = "Not authorized to access this advertiser"
 PROFILE_TYPES = frozenset({"seller", "vendor", "agency"})
@@ -113,6 +124,7 @@ class _Fault:
     remaining: int | None
     latency_ms: int
     retry_after: int
+    error: str | None = None
 
 
 class _PageError(Exception):
@@ -274,17 +286,22 @@ class Emulator:
 
     def fault(
         self, endpoint: str, mode: str, *, region: str | None = None, times: int | None = None,
-        latency_ms: int = 0, retry_after: int = 1,
+        latency_ms: int = 0, retry_after: int = 1, error: str | None = None,
     ) -> None:
+        """Switch a fault on (see the module doc); ``error`` is the §5.2 code of a ``refuse``."""
         if endpoint not in FAULT_ENDPOINTS or mode not in FAULT_MODES:
             raise ValueError(f"endpoint must be one of {sorted(FAULT_ENDPOINTS)}, mode one of {sorted(FAULT_MODES)}")
+        if mode == "refuse" and (endpoint != "token" or not _ERROR_CODE.fullmatch(error or "")):
+            raise ValueError("refuse is a token endpoint fault and needs error, e.g. error='unauthorized_client'")
+        if mode != "refuse" and error is not None:
+            raise ValueError("error is only for the refuse fault")
         if region is not None and region.upper() not in REGIONS:
             raise ValueError("region must be NA, EU, FE or None")
         if times is not None and times < 1:
             raise ValueError("times must be positive or None")
         if latency_ms < 0 or retry_after < 0:
             raise ValueError("latency_ms and retry_after must not be negative")
-        fault = _Fault(endpoint, mode, region and region.upper(), times, latency_ms, retry_after)
+        fault = _Fault(endpoint, mode, region and region.upper(), times, latency_ms, retry_after, error)
         with self._lock:
             self._faults.append(fault)
 
@@ -466,6 +483,8 @@ class Emulator:
         value = form.get("code")
         if not value:
             raise _oauth_error(400, "invalid_request", "Missing parameter: code")
+        if not form.get("redirect_uri"):  # required: the authorization request always has one
+            raise _oauth_error(400, "invalid_request", "Missing parameter: redirect_uri")
         with self._lock:
             code = self._codes.get(value)
             if code is None:
@@ -485,7 +504,9 @@ class Emulator:
                 raise _oauth_error(400, "invalid_grant", "The redirect_uri does not match the authorization request")
             if request.challenge is not None:
                 verifier = form.get("code_verifier")
-                if not verifier or not _pkce_matches(verifier, request.challenge, request.method):
+                if not verifier:  # a missing parameter is a malformed request, not a bad grant
+                    raise _oauth_error(400, "invalid_request", "Missing parameter: code_verifier")
+                if not _pkce_matches(verifier, request.challenge, request.method):
                     raise _oauth_error(400, "invalid_grant", "The code_verifier does not match the code_challenge")
             code.used = True
             grant = self._new_grant(request.user_id, client.client_id, request.scope)
@@ -595,6 +616,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_response(self, code: int, message: str | None = None) -> None:
         self._record(code)  # before the client can see the answer, so tests can count right after it
+        late, self._late = getattr(self, "_late", 0.0), 0.0
+        if late:  # a "late" fault: processed (and recorded), answered after the client gave up
+            self.emulator._stopping.wait(late)
         super().send_response(code, message)
 
     def _record(self, status: int) -> None:
@@ -699,6 +723,12 @@ class _Handler(BaseHTTPRequestHandler):
             emu._stopping.wait(delay)
         if fault is None or fault.mode == "latency":
             return True
+        if fault.mode == "late":
+            self._late = emu.timeout_sleep_s
+            return True
+        if fault.mode == "refuse":
+            status = 401 if fault.error == "invalid_client" else 400
+            raise _oauth_error(status, fault.error or "invalid_request", "The request was refused")
         if fault.mode == "429":
             raise _ads_error(429, "THROTTLED", "Request was throttled. Retry after the time in Retry-After.",
                              {"Retry-After": str(fault.retry_after)})

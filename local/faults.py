@@ -24,8 +24,10 @@ Two kinds of fault, both switched on for a ``with`` block and always switched of
     nothing (``active`` is false), and ``adsauth.wiring.reset()`` drops such clients anyway.
 
 ``emulator_fault(emulator, endpoint, mode, …)``
-    The LwA/Ads emulator's switches (``token`` / ``profiles`` × latency/429/5xx/timeout/reset),
-    cleared at the end of the block, with the emulator's timeout sleep set for the block.
+    The LwA/Ads emulator's switches (``token`` / ``profiles`` × latency/429/5xx/timeout/late/reset,
+    and ``refuse`` with an RFC 6749 §5.2 ``error`` on ``token``), cleared at the end of the block,
+    with the emulator's timeout sleep set for the block. ``timeout`` never processes the request;
+    ``late`` processes it (a code is used up) and answers after the sleep.
 """
 
 from __future__ import annotations
@@ -235,12 +237,14 @@ def emulator_fault(
     timeout_sleep_s: float | None = None,
     retry_after: int = 1,
     latency_ms: int = 0,
+    error: str | None = None,
 ) -> Iterator[None]:
     """The emulator's fault switch for the block; its faults are cleared at the end."""
     saved = emulator.timeout_sleep_s
     if timeout_sleep_s is not None:
         emulator.timeout_sleep_s = timeout_sleep_s
-    emulator.fault(endpoint, mode, region=region, times=times, retry_after=retry_after, latency_ms=latency_ms)
+    emulator.fault(endpoint, mode, region=region, times=times, retry_after=retry_after, latency_ms=latency_ms,
+                   error=error)
     try:
         yield
     finally:

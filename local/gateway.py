@@ -124,6 +124,9 @@ class Route:
     resource: str
     handler: str
     iam_auth: bool = False
+    # The function's own timeout (seconds); None: the gateway's. Lambda stops a function at its
+    # timeout (API Gateway then answers 502), and the handler's context counts down to it.
+    function_timeout: float | None = None
 
 
 class LambdaContext:
@@ -317,7 +320,8 @@ class LocalGateway:
         event = self._event(
             http, route, method, raw_path, path, raw_query, path_parameters, body, identity, request_id, received
         )
-        context = LambdaContext(_function_name(route.handler), self.region, started + self.timeout)
+        budget = min(self.timeout, route.function_timeout or self.timeout)
+        context = LambdaContext(_function_name(route.handler), self.region, started + budget)
         status, headers, payload = self._invoke(route, event, context, request_id)
         with self._lock:
             self.invocations.append({"route": route.resource, "status": status})
@@ -345,6 +349,9 @@ class LocalGateway:
         worker.join(max(0.0, context.get_remaining_time_in_millis() / 1000))
         if worker.is_alive():
             logger.error("handler %s for %s timed out", route.handler, route.resource)
+            if route.function_timeout is not None and route.function_timeout < self.timeout:
+                # Lambda ended the function before API Gateway gave up on it
+                return _json_response(502, _MSG_INTERNAL, request_id, "InternalServerErrorException")
             return _json_response(504, _MSG_TIMEOUT, request_id, "IntegrationTimeout")
         if "error" in outcome:
             logger.error(

@@ -32,7 +32,6 @@ REAUTH_STATUSES = frozenset({"needs_reauth", "revoked"})
 # Any other status means the secret is left over from a completion that lost a race against a
 # revoke or a cancel (it is being taken back): never served.
 SERVING_STATUSES = frozenset({"connected", "needs_reauth"})
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 # --- errors: fixed messages naming ids only ------------------------------------------------------
@@ -335,27 +334,12 @@ class AdsApiSession:
         raise AdsApiRejected(advertiser_id, self.profile_id, status=401)
 
     def _attempts(self, method: str, url: str, headers: dict, body: bytes | None) -> HttpResponse:
-        """429 is always retried (the request was not processed); 5xx and timeouts only when the
-        method is idempotent, so a create is never sent twice."""
-        import urllib3
+        """The package's one retry loop (``adapters.http``), its policy by method: 429 and
+        failures that prove nothing was sent are always retried; 5xx and timeouts only when the
+        method is idempotent, so a create is never sent twice (its 5xx is returned as it is)."""
+        from adsauth.adapters.http import HttpUnavailable, policy_for
 
-        from adsauth.adapters.http import RETRY_STATUSES, HttpResponse, parse_retry_after
-
-        http, retry_all, reason = self._http, method in IDEMPOTENT_METHODS, "connection"
-        for attempt in range(1, http.max_attempts + 1):
-            retry_after = None
-            try:
-                raw = http.pool.request(method, url, body=body, headers=headers, timeout=http.timeout, redirect=False)
-            except urllib3.exceptions.NewConnectionError:  # nothing was sent: always safe to retry
-                reason = "connection"
-            except urllib3.exceptions.HTTPError as exc:
-                reason = "timeout" if isinstance(exc, urllib3.exceptions.TimeoutError) else "connection"
-                if not retry_all:
-                    break
-            else:
-                if raw.status != 429 and (raw.status not in RETRY_STATUSES or not retry_all):
-                    return HttpResponse(raw.status, dict(raw.headers), raw.data)
-                reason, retry_after = f"status_{raw.status}", parse_retry_after(raw.headers.get("Retry-After"))
-            if attempt < http.max_attempts:
-                http.sleep(http.delay(attempt, retry_after))
-        raise AdsApiUnreachable(profile_id=self.profile_id, reason=reason)
+        try:
+            return self._http.request(method, url, headers=headers, body=body, policy=policy_for(method))
+        except HttpUnavailable as exc:
+            raise AdsApiUnreachable(profile_id=self.profile_id, reason=exc.reason) from None

@@ -124,18 +124,72 @@ class GrantInvalid(LwaOAuthError):
         super().__init__(oauth_error)
 
 
-class ClientInvalid(LwaOAuthError):
-    """``invalid_client``: the LwA client id or secret is wrong or was rotated. A platform fault."""
+class ClientRejected(LwaOAuthError):
+    """LwA refused this deployment's client or what it asks for: a platform fault, the same for
+    every advertiser. Never retried; it raises the platform alarm (refreshes pause)."""
+
+    code = "client_rejected"
+
+    def __init__(self, oauth_error: str | None = None) -> None:
+        super().__init__(oauth_error or self.code)
+
+
+class ClientInvalid(ClientRejected):
+    """``invalid_client``: the LwA client id or secret is wrong or was rotated."""
 
     code = "invalid_client"
 
-    def __init__(self, oauth_error: str = "invalid_client") -> None:
+
+class ClientUnauthorized(ClientRejected):
+    """``unauthorized_client``: the client may not use this grant type (security profile)."""
+
+    code = "unauthorized_client"
+
+
+class ScopeInvalid(ClientRejected):
+    """``invalid_scope``: the configured scope is unknown or not granted to the client."""
+
+    code = "invalid_scope"
+
+
+class GrantTypeUnsupported(ClientRejected):
+    """``unsupported_grant_type``: LwA does not take the grant type we send."""
+
+    code = "unsupported_grant_type"
+
+
+class RequestRejected(LwaOAuthError):
+    """``invalid_request``: LwA found this one request malformed (a missing or repeated
+    parameter, e.g. the PKCE verifier). Sending it again gets the same answer: not retried, and
+    not an outage."""
+
+    code = "invalid_request"
+
+    def __init__(self, oauth_error: str = "invalid_request") -> None:
+        super().__init__(oauth_error)
+
+
+class LwaRefused(LwaOAuthError):
+    """A 4xx naming an error code this version does not know: treated as a refusal of this
+    request (like ``invalid_request``), never as an outage."""
+
+    code = "lwa_refused"
+
+    def __init__(self, oauth_error: str = "unknown") -> None:
         super().__init__(oauth_error)
 
 
 class LwaUnavailable(LwaError):
     code = "lwa_unavailable"
     message = "Login with Amazon did not answer in time."
+
+
+class LwaOutOfTime(LwaUnavailable):
+    """The invocation's time budget ran out before the request could be sent: nothing reached
+    LwA (an authorization code is still unused)."""
+
+    code = "lwa_out_of_time"
+    message = "No time was left to ask Login with Amazon; nothing was sent."
 
 
 class ClientMisconfigured(LwaError):

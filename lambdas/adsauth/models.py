@@ -266,8 +266,9 @@ class RefreshResult:
 
     ``outcome``: ``refreshed``; ``fresh`` (nothing due, no LwA call); ``busy`` (another worker
     holds the lease); ``not_connected``; ``needs_reauth`` (LwA refused the grant);
-    ``client_invalid`` (LwA refused our client: refreshes are paused); ``paused`` (they were
-    paused already); ``superseded`` (a newer token was stored while we were refreshing).
+    ``client_invalid`` (LwA refused our client: refreshes are paused); ``refused`` (LwA refused
+    the request itself, ``invalid_request`` or an unknown code: not retried by SQS); ``paused``
+    (they were paused already); ``superseded`` (a newer token was stored while we were refreshing).
     """
 
     advertiser_id: str

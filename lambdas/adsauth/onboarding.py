@@ -5,6 +5,7 @@ Pure domain logic: no boto3, no HTTP. The adapters come in through ``ports``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import time
@@ -12,7 +13,7 @@ import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlencode
 
 from adsauth import events, oauth
@@ -22,6 +23,7 @@ from adsauth.errors import (
     AdvertiserUnknown,
     ClientInvalid,
     ClientMisconfigured,
+    ClientRejected,
     GrantInvalid,
     InvalidRequest,
     InvitationExpired,
@@ -29,6 +31,9 @@ from adsauth.errors import (
     InvitationUnknown,
     InvitationUsed,
     LwaError,
+    LwaOutOfTime,
+    LwaRefused,
+    RequestRejected,
     StateExpired,
     StateInvalid,
     StateUnbound,
@@ -50,6 +55,9 @@ from adsauth.profiles import list_in_regions
 from adsauth.ports import EventPublisher, LwaClient, LwaRefresher, OnboardingStore, ProfilesClient, TokenVault
 from adsauth.regions import Region
 from adsauth.settings import Settings
+
+if TYPE_CHECKING:
+    from adsauth.deadline import Deadline
 
 EMAIL = re.compile(r"[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")  # fullmatch only
 TOKENISH = re.compile(r"[A-Za-z0-9_\-]{16,128}")  # invitation tokens and states we issue
@@ -83,6 +91,19 @@ class Onboarding:
 
     def _announce(self, announced: list[LifecycleEvent]) -> None:
         relay(self.store, self.publisher, announced)
+
+    def within(self, deadline: Deadline | None) -> "Onboarding":
+        """This onboarding with every outbound call (exchange, listings, retries, backoff)
+        bounded by ``deadline``; what happens where it runs out: ``adsauth.deadline``. Adapters
+        without ``within`` (the in-memory fakes) are used as they are."""
+        if deadline is None:
+            return self
+        bound = copy.copy(self)
+        for name in ("lwa", "ads"):
+            adapter = getattr(self, name)
+            if callable(getattr(adapter, "within", None)):
+                setattr(bound, name, adapter.within(deadline))
+        return bound
 
     # --- ops: invite, reinvite, cancel ---------------------------------------------------------
     def invite(
@@ -277,10 +298,18 @@ class Onboarding:
             raise InvitationReplaced()
         try:
             tokens = self.lwa.exchange_code(region, code, redirect_uri, verifier)
-        except GrantInvalid:
+        except GrantInvalid:  # expired, used, or another redirect_uri / verifier
             return self._failed(advertiser_id, "code_rejected", generation, claim)
+        except RequestRejected:  # this exchange was malformed (e.g. a missing verifier)
+            return self._failed(advertiser_id, "request_rejected", generation, claim)
         except (ClientInvalid, ClientMisconfigured):
             return self._failed(advertiser_id, "client_misconfigured", generation, claim)
+        except ClientRejected as exc:  # unauthorized_client, invalid_scope, unsupported_grant_type
+            return self._failed(advertiser_id, exc.code, generation, claim)
+        except LwaRefused:
+            return self._failed(advertiser_id, "lwa_refused", generation, claim)
+        except LwaOutOfTime:
+            return self._failed(advertiser_id, "out_of_time", generation, claim)
         except LwaError:
             return self._failed(advertiser_id, "amazon_unavailable", generation, claim)
         now = self.clock()
@@ -450,7 +479,13 @@ def _log_failure(message: str, exc: BaseException, advertiser_id: str) -> None:
 
 # Failures the advertiser can fix by opening the invitation link again; the rest need the operator.
 RETRYABLE = frozenset(
-    {"code_rejected", "amazon_unavailable", "missing_code", "server_error", "temporarily_unavailable"}
+    {"code_rejected", "request_rejected", "lwa_refused", "amazon_unavailable", "out_of_time", "missing_code",
+     "server_error", "temporarily_unavailable"}
+)
+# Failures of the platform itself (the LwA client, its grant types or scope), the same for every
+# advertiser: they raise the platform alarm (``LwaInvalidClient``), at the authorize redirect too.
+PLATFORM_FAILURES = frozenset(
+    {"client_misconfigured", "unauthorized_client", "invalid_scope", "unsupported_grant_type"}
 )
 
 

@@ -6,7 +6,8 @@ Pure domain logic: no boto3, no HTTP. The adapters come in through ``ports``.
   the connected advertisers whose deadline (see ``DueSchedule``) is inside the lead window; each is
   queued once and its deadline snoozed for a few minutes, so a backlog or an LwA outage does not
   queue it again every minute. A job that fails is retried by SQS, then dead-lettered; the snooze
-  ends and the next run finds the advertiser again: nothing is lost.
+  ends and the next run finds the advertiser again: nothing is lost. A run holds the dispatch
+  lease while it queues, so overlapping runs queue nothing twice (``adsauth.dispatch``).
 - ``refresh(advertiser_id)``: one job. Nothing due → no LwA call (duplicates and redeliveries are
   harmless). Otherwise: lease → refresh token → LwA → new refresh token (if rotated) → access
   token → advertiser item → profiles when due.
@@ -51,16 +52,19 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from adsauth import events
+from adsauth.dispatch import DISPATCH_LEASE_SECONDS, dispatch_due
 from adsauth.events import relay
 from adsauth.lifecycle import REFUSED, expiring_soon, grant_end, grant_ended, grant_for, new_invitation, reconsent_due
 from adsauth.mail import reconsent_email
 
 from adsauth.errors import (
     AdvertiserUnknown,
-    ClientInvalid,
     ClientMisconfigured,
+    ClientRejected,
     GrantInvalid,
     LwaError,
+    LwaRefused,
+    RequestRejected,
     RefreshTokenMissing,
     RefreshTokenSuperseded,
     RefreshTokenUnsaved,
@@ -81,11 +85,17 @@ from adsauth.ports import EventPublisher, LwaRefresher, Mailer, Notifier, Profil
 from adsauth.regions import Region
 from adsauth.settings import Settings
 
-PLATFORM_PAUSE_SECONDS = 900  # after invalid_client, no LwA call for 15 minutes
+PLATFORM_PAUSE_SECONDS = 900  # after invalid_client (or another client refusal), no LwA call for 15 minutes
+PAUSE_CAUSES = {  # what each refusal of our client means, for the alert
+    "invalid_client": "the LwA client id or secret is wrong, was rotated, or the secret is missing or malformed.",
+    "client_misconfigured": "the LwA client secret in Secrets Manager is missing or malformed.",
+    "unauthorized_client": "the LwA security profile may not use the refresh-token grant.",
+    "unsupported_grant_type": "Login with Amazon does not take the refresh-token grant as sent.",
+    "invalid_scope": "the grant's scope is not (or no longer) allowed for this client (its Ads API access).",
+}
 LWA_TRUST_SECONDS = 60  # after LwA accepted our client, calls may run in parallel for a minute
 ROTATED_SAVE_ATTEMPTS = 4  # a rotated refresh token is the only copy of the grant: try hard
 ROTATED_SAVE_BACKOFF_CAP = 4.0
-SQS_BATCH = 10
 REVOKE_ATTEMPTS = 3
 
 
@@ -128,25 +138,14 @@ class Refresher:
 
     # --- the scheduled run ---------------------------------------------------------------------
     def dispatch_due(
-        self, now: float | None = None, *, on_due: Callable[[list[DueAdvertiser]], None] | None = None
-    ) -> int:
-        """Queue every connected advertiser that is due; return how many were queued. ``on_due``
-        sees them first (the dispatcher reports the oldest token among them)."""
+        self, now: float | None = None, *, on_due: Callable[[list[DueAdvertiser]], None] | None = None,
+        lease_seconds: float = DISPATCH_LEASE_SECONDS,
+    ) -> int | None:
+        """Queue every connected advertiser that is due; return how many were queued, or None
+        when another run holds the dispatch lease (``adsauth.dispatch``, its transitions)."""
         now = self.clock() if now is None else now
-        if self.store.platform_paused_until(now) is not None:
-            return 0  # LwA refused our client: the run stops instead of hammering it
-        if self.queue is None:
-            raise RuntimeError("no refresh queue is configured (REFRESH_QUEUE_URL)")
-        due = list(self.store.due_advertisers(now + self.schedule.lead_seconds))
-        if on_due is not None:
-            on_due(due)
-        snooze_until = now + self.schedule.lead_seconds + self.schedule.redispatch_seconds
-        for start in range(0, len(due), SQS_BATCH):
-            chunk = due[start : start + SQS_BATCH]
-            self.queue.send([d.advertiser_id for d in chunk])
-            for entry in chunk:  # after sending: a lost snooze costs a duplicate, never a refresh
-                self.store.snooze(entry, snooze_until)
-        return len(due)
+        return dispatch_due(self.store, self.queue, self.schedule, self.clock, now,
+                            on_due=on_due, lease_seconds=lease_seconds)
 
     # --- one advertiser ------------------------------------------------------------------------
     def refresh(self, advertiser_id: str, *, force: bool = False) -> RefreshResult:
@@ -336,10 +335,15 @@ class Refresher:
                 return RefreshResult(advertiser_id, "paused", reason="invalid_client")
         except GrantInvalid:
             return self._grant_rejected(advertiser, lease, stored)
-        except (ClientInvalid, ClientMisconfigured) as exc:  # refreshes are paused already
+        except (ClientRejected, ClientMisconfigured) as exc:  # refreshes are paused already
             self.store.record_refresh_error(advertiser_id, exc.code, self.clock())
             return RefreshResult(advertiser_id, "client_invalid", reason=exc.code)
-        except LwaError as exc:  # unavailable after the HTTP retries, or another OAuth error
+        except (RequestRejected, LwaRefused) as exc:
+            # LwA refused this request: sending it again gets the same answer, so SQS does not
+            # deliver it again; the advertiser stays connected, says why, and the next run retries
+            self.store.record_refresh_error(advertiser_id, exc.code, self.clock())
+            return RefreshResult(advertiser_id, "refused", reason=exc.code)
+        except LwaError as exc:  # unavailable after the HTTP retries
             self.store.record_refresh_error(advertiser_id, exc.code, self.clock())
             raise
         now = self.clock()
@@ -419,7 +423,7 @@ class Refresher:
     def _lwa_refresh(self, region: Region, refresh_token: str):
         try:
             tokens = self.lwa.refresh(region, refresh_token)
-        except (ClientInvalid, ClientMisconfigured) as exc:
+        except (ClientRejected, ClientMisconfigured) as exc:
             self._trusted_until = 0.0
             self._pause(exc.code)
             raise
@@ -486,8 +490,8 @@ class Refresher:
         if self.store.pause_platform(code, now, until):  # one alert per pause, not per worker
             self.notifier.alert(
                 "adsauth: Login with Amazon refused our client credentials",
-                f"Login with Amazon answered {code} to a token refresh: the LwA client id or secret "
-                "is wrong, was rotated, or the secret is missing or malformed.\n\n"
+                f"Login with Amazon answered {code} to a token refresh: "
+                + PAUSE_CAUSES.get(code, PAUSE_CAUSES["invalid_client"]) + "\n\n"
                 f"All refreshes are paused until {_when(until)}; they resume by themselves and "
                 "pause again if LwA still refuses. Access tokens expire meanwhile.\n\n"
                 f"What to do: check that the secret {self.settings.client_secret_name} holds the "

@@ -6,6 +6,7 @@ No secret is ever configured here: the LwA client secret is read from Secrets Ma
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from functools import lru_cache
@@ -22,6 +23,8 @@ DAY = 86400
 DEFAULT_GRANT_EXPIRY_FROM = "2026-06-30"
 DEFAULT_GRANT_LIFETIME_DAYS = 365
 DEFAULT_RECONSENT_LEAD_DAYS = (30, 7, 1)
+# an address SES accepts as Source: one @, no spaces or brackets, a dotted domain (no display name)
+FROM_ADDRESS = re.compile(r"[^@\s<>\"',;]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
 
 
 class SettingsError(ValueError):
@@ -42,7 +45,12 @@ class Settings:
     http_timeout_seconds: float = 5.0
     http_max_attempts: int = 3
     http_backoff_cap_seconds: float = 4.0
-    ses_sender: str = ""
+    # the callback's outbound calls end this long before its Lambda deadline: the time kept to
+    # store the grant, record the result and answer the browser (see ``adsauth.deadline``)
+    callback_margin_seconds: float = 4.0
+    # SES ``Source`` of invitation and re-consent e-mails (SES_FROM_ADDRESS): always an address;
+    # its verified identity (cdk.json ``ses_sender``) is that address or its domain. Empty: no e-mail
+    ses_from_address: str = ""
     operator_name: str = "your agency"
     endpoints: Mapping[Region, Endpoints] = field(default_factory=dict)
     # the refresher (optional: the API functions run without them)
@@ -105,6 +113,16 @@ def _number(env: Mapping[str, str], name: str, default: float, kind=float):
     return value
 
 
+def _from_address(env: Mapping[str, str]) -> str:
+    """SES needs an address as ``Source``: a domain here (its identity may be one) cannot send."""
+    value = env.get("SES_FROM_ADDRESS", "").strip()
+    if value and not FROM_ADDRESS.fullmatch(value):
+        raise SettingsError(
+            "environment variable SES_FROM_ADDRESS must be an e-mail address (name@domain) in a verified SES identity"
+        )
+    return value
+
+
 def settings_from_env(env: Mapping[str, str]) -> Settings:
     regions_raw = env.get("ALLOWED_REGIONS", "NA,EU,FE")
     try:
@@ -143,7 +161,8 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         http_timeout_seconds=_number(env, "HTTP_TIMEOUT_SECONDS", 5.0),
         http_max_attempts=int(_number(env, "HTTP_MAX_ATTEMPTS", 3, int)),
         http_backoff_cap_seconds=_number(env, "HTTP_BACKOFF_CAP_SECONDS", 4.0),
-        ses_sender=env.get("SES_SENDER", ""),
+        callback_margin_seconds=_number(env, "CALLBACK_MARGIN_SECONDS", 4.0),
+        ses_from_address=_from_address(env),
         operator_name=env.get("OPERATOR_NAME", "") or "your agency",
         endpoints=endpoints_from_env(env),
         refresh_queue_url=env.get("REFRESH_QUEUE_URL", "").strip(),

@@ -262,14 +262,16 @@ def test_token_redirect_uri_must_match_exactly(emu, http):
     code = get_code(emu, http)
     body = assert_oauth_error(exchange(emu, http, code, redirect_uri=CALLBACK + "/"), 400, "invalid_grant")
     assert set(body) == {"error", "error_description"}
-    assert_oauth_error(exchange(emu, http, code, redirect_uri=None), 400, "invalid_grant")
+    # a missing parameter is a malformed request (RFC 6749 §5.2), not a wrong grant
+    assert_oauth_error(exchange(emu, http, code, redirect_uri=None), 400, "invalid_request")
+    assert exchange(emu, http, code).status_code == 200  # neither refusal used the code up
 
 
 def test_pkce_mismatch_and_missing_verifier(emu, http):
     verifier, challenge = pkce_pair()
     code = get_code(emu, http, challenge=challenge)
     assert_oauth_error(exchange(emu, http, code, verifier=pkce_pair()[0]), 400, "invalid_grant")
-    assert_oauth_error(exchange(emu, http, code, verifier=None), 400, "invalid_grant")
+    assert_oauth_error(exchange(emu, http, code, verifier=None), 400, "invalid_request")
     assert exchange(emu, http, code, verifier=verifier).status_code == 200
 
 
@@ -527,6 +529,59 @@ def test_fault_arguments_are_checked(emu):
         emu.fault("token", "teapot")
     with pytest.raises(ValueError):
         emu.fault("token", "5xx", region="APAC")
+    with pytest.raises(ValueError):
+        emu.fault("token", "refuse")  # which error?
+    with pytest.raises(ValueError):
+        emu.fault("profiles", "refuse", error="invalid_scope")  # not an OAuth endpoint
+    with pytest.raises(ValueError):
+        emu.fault("token", "5xx", error="invalid_scope")
+    with pytest.raises(ValueError):
+        emu.fault("token", "refuse", error="Not <a> code")
+
+
+@pytest.mark.parametrize("error, status", [("unauthorized_client", 400), ("invalid_scope", 400),
+                                           ("unsupported_grant_type", 400), ("invalid_request", 400),
+                                           ("invalid_client", 401), ("some_new_error", 400)])
+def test_refuse_fault_answers_the_oauth_error_and_spends_nothing(emu, http, error, status):
+    code = get_code(emu, http)
+    emu.fault("token", "refuse", error=error, times=1)
+    body = assert_oauth_error(exchange(emu, http, code), status, error)
+    assert set(body) == {"error", "error_description"}
+    assert exchange(emu, http, code).status_code == 200  # the refused request did not use the code
+    assert [c["status"] for c in emu.calls if c["endpoint"] == "token"] == [status, 200]
+
+
+def test_late_fault_processes_the_request_and_answers_after_the_client_gave_up(emu, http):
+    """"Processed, then answered too late": the code is used up and tokens issued, the client
+    times out; presenting the code again is refused and revokes what it granted (RFC 6749 §4.1.2)."""
+    emu.timeout_sleep_s = 1.0
+    code = get_code(emu, http)
+    emu.fault("token", "late", times=1)
+    with pytest.raises(requests.Timeout):
+        exchange_with_timeout = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                                 "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK}
+        http.post(f"{emu.base_url}/na/auth/o2/token", data=exchange_with_timeout, timeout=0.2)
+    assert [c["status"] for c in emu.calls if c["endpoint"] == "token"] == [200]  # processed at once
+    with emu._lock:
+        issued = [t for t, (grant, _) in emu._access_tokens.items()]
+        granted = [g for g in emu._grants.values()]
+    assert len(issued) == 1 and len(granted) == 1 and not granted[0].revoked
+    assert_oauth_error(exchange(emu, http, code), 400, "invalid_grant")  # the retry presents a used code
+    assert granted[0].revoked  # and the late tokens are revoked with it
+    assert emu.access_token_info(issued[0])["revoked"] is True
+
+
+def test_late_fault_of_a_refresh_still_issues_a_token(emu, http):
+    issued = tokens_for(emu, http)
+    emu.timeout_sleep_s = 1.0
+    emu.rotate_refresh_tokens = True
+    emu.fault("token", "late", times=1)
+    with pytest.raises(requests.Timeout):
+        body = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "refresh_token",
+                "refresh_token": issued["refresh_token"]}
+        http.post(f"{emu.base_url}/na/auth/o2/token", data=body, timeout=0.2)
+    # rotated while the answer was on its way: the old refresh token is gone
+    assert_oauth_error(refresh(emu, http, issued["refresh_token"]), 400, "invalid_grant")
 
 
 # ---- accounting -----------------------------------------------------------------------------------

@@ -395,3 +395,12 @@ def test_invalid_routes_are_refused():
         LocalGateway([Route("GET", "/x", "no_colon_here")])
     with pytest.raises(ValueError):
         LocalGateway([Route("GET", "/x", f"{FIXTURES}:echo"), Route("get", "/x", f"{FIXTURES}:echo")])
+
+
+def test_a_function_timeout_below_the_gateways_is_the_handlers_budget_and_a_502():
+    with LocalGateway([Route("GET", "/slow", f"{FIXTURES}:slow", function_timeout=0.2)], timeout=29) as gw:
+        started = time.monotonic()
+        response = requests.get(f"{gw.base_url}/slow", timeout=10)
+        assert time.monotonic() - started < 5  # ended at the function's 0.2 s, not the gateway's 29
+        assert response.status_code == 502
+        assert response.json() == {"message": "Internal server error"}

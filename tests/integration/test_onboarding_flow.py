@@ -148,11 +148,17 @@ def test_lwa_down_shows_retry_page_and_stores_no_token(flow, stack):
     assert f.advertiser()["status"] == "connected"
 
 
-def test_connection_reset_at_token_endpoint_is_retried(flow, stack):
+def test_connection_reset_at_token_endpoint_is_not_resent(flow, stack):
+    """The reset came after the code was sent: LwA may have used it, so it is never sent again
+    (RFC 6749 §4.1.2); the advertiser retries with the link instead."""
     stack.emulator.fault("token", "reset", times=1)
     f = flow()
     f.consent()
-    assert f.callback().headers["Location"].endswith("/result/connected")
+    assert f.callback().headers["Location"].endswith("/result/retry")
+    assert stack.emulator.count("token") == 1
+    assert (f.advertiser()["status"], f.advertiser()["status_reason"]) == ("failed", "amazon_unavailable")
+    done = f.browser.follow(f.browser.click(f.browser.open(f.link), "allow"))
+    assert 'data-page="connected"' in done.text
 
 
 def test_expired_code_shows_retry_page(flow, stack, emulator_clock):

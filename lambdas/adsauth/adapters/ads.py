@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+import copy
+from typing import TYPE_CHECKING, Mapping
 
-from adsauth.adapters.http import HttpClient, HttpUnavailable
+from adsauth.adapters.http import IDEMPOTENT, HttpClient, HttpUnavailable
 from adsauth.errors import AdsApiError, AdsApiUnauthorized, AdsApiUnavailable
 from adsauth.models import Profile
 from adsauth.regions import Endpoints, Region
 
+if TYPE_CHECKING:
+    from adsauth.deadline import Deadline
+
 
 class AdsApiHttpClient:
-    def __init__(self, *, http: HttpClient, endpoints: Mapping[Region, Endpoints], client_id: str) -> None:
+    def __init__(self, *, http: HttpClient, endpoints: Mapping[Region, Endpoints], client_id: str,
+                 deadline: Deadline | None = None) -> None:
         self.http = http
         self.endpoints = endpoints
         self.client_id = client_id
+        self.deadline = deadline
+
+    def within(self, deadline: Deadline | None) -> "AdsApiHttpClient":
+        """This client with every call bounded by ``deadline``: a region whose listing cannot
+        finish in time fails (and is pending) instead of holding the callback up."""
+        bound = copy.copy(self)
+        bound.deadline = deadline
+        return bound
 
     def list_profiles(self, region: Region, access_token: str) -> list[Profile]:
         try:
@@ -26,6 +39,8 @@ class AdsApiHttpClient:
                     "Amazon-Advertising-API-ClientId": self.client_id,
                     "Accept": "application/json",
                 },
+                policy=IDEMPOTENT,
+                deadline=self.deadline,
             )
         except HttpUnavailable:
             raise AdsApiUnavailable() from None

@@ -2,19 +2,51 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
-from adsauth.adapters.http import HttpClient, HttpUnavailable
+from adsauth.adapters.http import AT_MOST_ONCE, IDEMPOTENT, HttpClient, HttpUnavailable, RetryPolicy
 from adsauth.errors import (
     ClientInvalid,
     ClientMisconfigured,
+    ClientUnauthorized,
     GrantInvalid,
-    LwaOAuthError,
+    GrantTypeUnsupported,
+    LwaError,
+    LwaOutOfTime,
+    LwaRefused,
     LwaUnavailable,
+    RequestRejected,
+    ScopeInvalid,
 )
 from adsauth.models import TokenSet
 from adsauth.regions import Endpoints, Region
+
+if TYPE_CHECKING:
+    from adsauth.deadline import Deadline
+
+# RFC 6749 §5.2 codes, each to what it means for us (see ``errors``)
+REFUSALS: dict[str, type[LwaError]] = {
+    "invalid_grant": GrantInvalid,  # this advertiser's code or grant
+    "invalid_request": RequestRejected,  # this one request
+    "invalid_client": ClientInvalid,  # the platform: client, grant type, scope
+    "unauthorized_client": ClientUnauthorized,
+    "unsupported_grant_type": GrantTypeUnsupported,
+    "invalid_scope": ScopeInvalid,
+}
+OUTAGES = frozenset({"server_error", "temporarily_unavailable"})  # §4.1.2.1 codes some servers send here
+
+
+def token_error(status: int, error: object) -> LwaError:
+    """The error for a non-200 token response: a refusal (never retried) or an outage."""
+    if isinstance(error, str) and error in REFUSALS:
+        return REFUSALS[error]()
+    if status == 401:
+        return ClientInvalid()
+    if not isinstance(error, str) or error in OUTAGES or status >= 500 or status == 429 or status < 400:
+        return LwaUnavailable()  # no readable §5.2 answer (a proxy's page, a 5xx): not a refusal
+    return LwaRefused(error)  # a 4xx naming a code we do not know: LwA refused, it did not fail
 
 
 @dataclass(frozen=True)
@@ -31,11 +63,19 @@ class LwaHttpClient:
         endpoints: Mapping[Region, Endpoints],
         credentials: Callable[[], ClientCredentials],
         clock: Callable[[], float],
+        deadline: Deadline | None = None,
     ) -> None:
         self.http = http
         self.endpoints = endpoints
         self.credentials = credentials
         self.clock = clock
+        self.deadline = deadline
+
+    def within(self, deadline: Deadline | None) -> "LwaHttpClient":
+        """A copy with every call bounded by ``deadline`` (the same connection pool)."""
+        bound = copy.copy(self)
+        bound.deadline = deadline
+        return bound
 
     def exchange_code(
         self, region: Region, code: str, redirect_uri: str, code_verifier: str | None
@@ -43,14 +83,15 @@ class LwaHttpClient:
         fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         if code_verifier:
             fields["code_verifier"] = code_verifier
-        return self._token_request(region, fields, previous_refresh_token=None)
+        # a code is never sent twice once it may have reached LwA (RFC 6749 §4.1.2)
+        return self._token_request(region, fields, previous_refresh_token=None, policy=AT_MOST_ONCE)
 
     def refresh(self, region: Region, refresh_token: str) -> TokenSet:
         fields = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        return self._token_request(region, fields, previous_refresh_token=refresh_token)
+        return self._token_request(region, fields, previous_refresh_token=refresh_token, policy=IDEMPOTENT)
 
     def _token_request(
-        self, region: Region, fields: dict[str, str], previous_refresh_token: str | None
+        self, region: Region, fields: dict[str, str], previous_refresh_token: str | None, policy: RetryPolicy
     ) -> TokenSet:
         client = self.credentials()
         fields = {**fields, "client_id": client.client_id, "client_secret": client.client_secret}
@@ -61,22 +102,17 @@ class LwaHttpClient:
                 self.endpoints[region].token_url,
                 fields=fields,
                 headers={"Accept": "application/json"},
+                policy=policy,
+                deadline=self.deadline,
             )
-        except HttpUnavailable:
-            raise LwaUnavailable() from None
+        except HttpUnavailable as exc:
+            raise (LwaOutOfTime() if exc.reason == "deadline" else LwaUnavailable()) from None
         try:
             payload = response.json()
         except ValueError:
             payload = None
         if response.status != 200:
-            error = payload.get("error") if isinstance(payload, dict) else None
-            if error == "invalid_grant":
-                raise GrantInvalid()
-            if error == "invalid_client" or response.status == 401:
-                raise ClientInvalid()
-            if response.status in (400, 403) and isinstance(error, str):
-                raise LwaOAuthError(error)
-            raise LwaUnavailable()
+            raise token_error(response.status, payload.get("error") if isinstance(payload, dict) else None)
         if not isinstance(payload, dict):
             raise LwaUnavailable("Login with Amazon sent an unreadable token response.")
         access = payload.get("access_token")

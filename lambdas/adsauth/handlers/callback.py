@@ -28,9 +28,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adsauth import oauth
+from adsauth.deadline import Deadline
 from adsauth.errors import AdvertiserUnknown, InvalidRequest, InvitationError, StateError, TransitionRefused
 from adsauth.handlers.common import header, log_unexpected, logger, page, redirect
 from adsauth.models import ConnectionResult
+from adsauth.onboarding import PLATFORM_FAILURES
 from adsauth.regions import Region
 from adsauth.settings import get_settings
 from adsauth.wiring import onboarding
@@ -92,6 +94,18 @@ def once(key: str, request: str, work) -> ConnectionResult:
     return ConnectionResult(**data)
 
 
+def _flow():
+    """The onboarding with its outbound calls bounded by this invocation's remaining time, less
+    the margin kept to store the result and answer (``CALLBACK_MARGIN_SECONDS``)."""
+    deadline = Deadline.from_context(app.lambda_context, margin_seconds=get_settings().callback_margin_seconds)
+    return onboarding().within(deadline)
+
+
+def _count_platform_failure(result: ConnectionResult) -> None:
+    if result.reason in PLATFORM_FAILURES:  # LwA refused the client itself: the platform alarm
+        metrics.add_metric(name="LwaInvalidClient", unit=MetricUnit.Count, value=1)
+
+
 # --- GET /callback -----------------------------------------------------------------------------
 def _callback_params() -> tuple[str | None, str | None, str | None]:
     event = app.current_event
@@ -114,11 +128,12 @@ def _callback_params() -> tuple[str | None, str | None, str | None]:
 def callback() -> Response:
     state, code, error = _callback_params()
     cookies = oauth.parse_cookie_header(header(app.current_event.headers, "cookie"))
-    flow = onboarding()
+    flow = _flow()
     pending, verifier = flow.check_state(state, cookies)
     key = f"callback:{pending.state_hash}:{oauth.digest(code or 'error:' + str(error))}"
     result = once(key, pending.state_hash, lambda: flow.complete(pending, verifier, code=code, error=error))
     metrics.add_metric(name=OUTCOME_METRIC[result.outcome], unit=MetricUnit.Count, value=1)
+    _count_platform_failure(result)
     logger.info(
         "authorization finished",
         extra={"advertiser_id": result.advertiser_id, "outcome": result.outcome, "reason": result.reason},
@@ -160,10 +175,16 @@ TOKEN_BODY_HELP = (
     "The body must be a JSON object with exactly these string fields: code, redirect_uri "
     "(https), region (NA, EU or FE) and advertiser (an advertiser id)."
 )
-MANUAL_FAILURES = {
+MANUAL_FAILURES = {  # reason -> (status, error, fixed message); one per meaning of LwA's answer
     "code_rejected": (400, "invalid_grant", "Login with Amazon rejected the code: it expired, was used, or the redirect_uri differs."),
+    "request_rejected": (400, "invalid_request", "Login with Amazon found the exchange malformed (invalid_request): check the code and the redirect_uri."),
+    "lwa_refused": (400, "invalid_request", "Login with Amazon refused the exchange with an error this version does not know; try again with a new code."),
     "amazon_unavailable": (503, "lwa_unavailable", "Login with Amazon did not answer; try again with a new code."),
+    "out_of_time": (503, "lwa_unavailable", "No time was left to ask Login with Amazon; nothing was sent: the same code may be tried again."),
     "client_misconfigured": (500, "client_misconfigured", "The LwA client secret in Secrets Manager is missing or wrong."),
+    "unauthorized_client": (500, "client_misconfigured", "Login with Amazon does not allow this client the authorization-code grant (unauthorized_client): check its security profile."),
+    "invalid_scope": (500, "client_misconfigured", "Login with Amazon refused the configured scope (invalid_scope): check LWA_SCOPE and the client's Ads API access."),
+    "unsupported_grant_type": (500, "client_misconfigured", "Login with Amazon does not support the grant type sent (unsupported_grant_type)."),
 }
 
 
@@ -176,7 +197,7 @@ def token() -> Response:
         request = TokenRequest.model_validate_json(raw)
     except ValidationError:
         return _json_error(400, "invalid_request", TOKEN_BODY_HELP)
-    flow = onboarding()
+    flow = _flow()
     region = Region(request.region)
 
     def exchange() -> ConnectionResult:
@@ -195,7 +216,9 @@ def token() -> Response:
         )
     except ExchangeNotKept as failed:
         result = failed.result
-    logger.info("manual exchange finished", extra={"advertiser_id": result.advertiser_id, "outcome": result.outcome})
+    logger.info("manual exchange finished", extra={"advertiser_id": result.advertiser_id, "outcome": result.outcome,
+                                                   "reason": result.reason})
+    _count_platform_failure(result)
     if result.outcome != "connected":
         status, error, message = MANUAL_FAILURES.get(result.reason, (502, "failed", "The exchange failed."))
         return _json_error(status, error, message)

@@ -33,7 +33,10 @@ tracer = Tracer(service="adsauth")
 metrics = Metrics(service="adsauth")
 
 RECORDS_AT_ONCE = 10  # the SQS batch size: every record of a batch at once
-OUTCOME_METRICS = {"refreshed": "RefreshOk", "needs_reauth": "NeedsReauth", "client_invalid": "LwaInvalidClient"}
+# "refused": LwA refused the request itself (invalid_request, an unknown code): acknowledged, not
+# delivered again (the same request gets the same answer), but it counts as a failed refresh
+OUTCOME_METRICS = {"refreshed": "RefreshOk", "needs_reauth": "NeedsReauth", "client_invalid": "LwaInvalidClient",
+                   "refused": "RefreshFailed"}
 
 
 class RefreshFailed(Exception):
