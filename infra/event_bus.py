@@ -10,6 +10,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from adsauth.events import SOURCE
+
 from infra.constants import event_bus_name
 
 EVENT_BUS_VARIABLE = "EVENT_BUS_NAME"
@@ -30,6 +32,14 @@ class LifecycleEventBus(Construct):
         self.bus.apply_removal_policy(RemovalPolicy.DESTROY)
 
     def grant_publish(self, function: lambda_.Function) -> iam.Grant:
-        """``events:PutEvents`` on this bus only, and the variable naming it."""
+        """``events:PutEvents`` on this bus only, of events whose source is ``adsauth``
+        (``events:source``: a function cannot pose as another system on the bus), and the
+        variable naming it."""
         function.add_environment(EVENT_BUS_VARIABLE, self.bus.event_bus_name)
-        return self.bus.grant_put_events_to(function)
+        return iam.Grant.add_to_principal(
+            grantee=function,
+            actions=["events:PutEvents"],
+            resource_arns=[self.bus.event_bus_arn],
+            # events:source is multivalued (one value per entry): every entry must be ours
+            conditions={"ForAllValues:StringEquals": {"events:source": [SOURCE]}},
+        )

@@ -1,7 +1,7 @@
 """The token refresher: a schedule, a dispatcher, a queue, bounded workers and their DLQs.
 
 ```
-EventBridge rate(N minutes) ─► dispatcher (reserved concurrency 1)
+EventBridge rate(N minutes) ─► dispatcher (one run at a time: a lease in the table)
     finds advertisers whose access token is due (index byExpiry) ─► refresh queue
     a run that fails (or cannot be delivered) ─► dispatcher DLQ
 refresh queue ─► worker (batches of 10, at most ``refresh_concurrency`` at once)
@@ -15,11 +15,12 @@ The alarms on all of it live in ``infra.monitoring``; the worker publishes per-a
 The dispatcher never touches a secret. Only the worker reads refresh tokens and the LwA client
 secret; it stores access tokens in the secrets the exchange path created, without being able to
 create or read one. Both publish lifecycle events; with ``ses_sender`` the worker also emails
-re-consent invitations, from that identity only.
+re-consent invitations, from ``ses_from_address`` only.
 """
 
 from __future__ import annotations
 
+from adsauth import schema
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -49,6 +50,38 @@ from infra.environment import function_environment, grant_environment, secret_wr
 from infra.event_bus import LifecycleEventBus
 from infra.functions import AdsAuthFunction
 from infra.storage import Storage
+from infra.table_grants import (
+    ADVERTISER_ITEMS,
+    DISPATCH_LEASE_ITEM,
+    DUE_SHARDS,
+    INVITATION_ITEMS,
+    OUTBOX_ITEMS,
+    PENDING_EVENTS,
+    PLATFORM_PAUSE_ITEM,
+)
+
+# The table, as each function's code uses it (Storage.grant_items: actions by partition-key
+# pattern). The dispatcher: its run's lease, the platform pause (read only), the due index, the
+# snooze of a queued advertiser, the outbox relay.
+DISPATCHER_ITEMS = {
+    "GetItem": (PLATFORM_PAUSE_ITEM,),
+    "PutItem": (DISPATCH_LEASE_ITEM,),
+    "DeleteItem": (DISPATCH_LEASE_ITEM,),
+    "UpdateItem": (ADVERTISER_ITEMS,),
+    "BatchWriteItem": (OUTBOX_ITEMS,),
+}
+DISPATCHER_QUERIES = {schema.EXPIRY_INDEX: (DUE_SHARDS,), schema.KIND_INDEX: (PENDING_EVENTS,)}
+# The worker: the advertiser's lease, refresh outcomes, transitions (with outbox events),
+# profiles and audit trail; the platform pause (LwA refused our client); a re-consent's new
+# invitation, checked against the one being completed; the outbox relay.
+WORKER_ITEMS = {
+    "GetItem": (ADVERTISER_ITEMS, PLATFORM_PAUSE_ITEM),
+    "PutItem": (ADVERTISER_ITEMS, INVITATION_ITEMS, OUTBOX_ITEMS, PLATFORM_PAUSE_ITEM),
+    "UpdateItem": (ADVERTISER_ITEMS,),
+    "ConditionCheckItem": (INVITATION_ITEMS,),
+    "BatchWriteItem": (ADVERTISER_ITEMS, OUTBOX_ITEMS),
+}
+WORKER_QUERIES = {None: (ADVERTISER_ITEMS,), schema.KIND_INDEX: (PENDING_EVENTS,)}
 
 
 class Refresher(Construct):
@@ -126,8 +159,8 @@ class Refresher(Construct):
             layers=layers,
             environment=environment,
             timeout=DISPATCHER_TIMEOUT,
-            # One run at a time: two overlapping runs would queue the same advertisers twice.
-            reserved_concurrent_executions=1,
+            # No reserved concurrency (a new account's quota of 10 allows none): overlapping runs
+            # are made harmless by the dispatch lease in the table, not by a concurrency of 1.
         ).function
         self.worker = AdsAuthFunction(
             self,
@@ -157,28 +190,27 @@ class Refresher(Construct):
             )
         )
 
-        storage.grant_table_read_write(self.dispatcher)
+        storage.grant_items(self.dispatcher, DISPATCHER_ITEMS, queries=DISPATCHER_QUERIES)
         self.queue.grant_send_messages(self.dispatcher)
         event_bus.grant_publish(self.dispatcher)
 
-        storage.grant_table_read_write(self.worker)
+        storage.grant_items(self.worker, WORKER_ITEMS, queries=WORKER_QUERIES)
         storage.grant_client_secret_read(self.worker)
         storage.grant_refresh_secrets_read_write(self.worker)
         storage.grant_access_secrets_write(self.worker)
         self.alert_topic.grant_publish(self.worker)
         event_bus.grant_publish(self.worker)
-        if config.ses_sender:
-            self._grant_send_email(config.ses_sender)
+        if config.ses_sender and config.from_address:
+            self._grant_send_email(config.ses_sender, config.from_address)
 
-    def _grant_send_email(self, sender: str) -> None:
-        """``ses:SendEmail`` (re-consent invitations) on the sender's SES identity only: for an
-        address, the address and its domain (IAM checks whichever of the two ops verified), and
-        only with that address as From; for a domain, addresses of that domain."""
-        _, at, domain = sender.rpartition("@")
-        if at:
-            identities, from_address = [sender, domain], {"StringEquals": {"ses:FromAddress": sender}}
-        else:
-            identities, from_address = [sender], {"StringLike": {"ses:FromAddress": f"*@{sender}"}}
+    def _grant_send_email(self, sender: str, from_address: str) -> None:
+        """``ses:SendEmail`` (re-consent invitations) from exactly ``from_address``
+        (``ses:FromAddress``), on the SES identities that may authorize it: the configured
+        ``ses_sender``, the address itself and its domain (IAM checks the identity SES picks,
+        the most specific one ops verified)."""
+        domain = from_address.rpartition("@")[2]
+        identities = list(dict.fromkeys([sender, from_address, domain]))
+        conditions = {"StringEquals": {"ses:FromAddress": from_address}}
         stack = Stack.of(self)
         iam.Grant.add_to_principal(
             grantee=self.worker,
@@ -187,14 +219,14 @@ class Refresher(Construct):
                 stack.format_arn(service="ses", resource="identity", resource_name=identity)
                 for identity in identities
             ],
-            conditions=from_address,
+            conditions=conditions,
         )
 
     def _schedule(self, minutes: int) -> None:
         every = Duration.minutes(minutes)
         # A run that cannot start before the next one is due is worthless: drop it rather than
-        # let retries pile up behind the reserved concurrency of 1. What is dropped or fails is
-        # recorded in the dispatcher DLQ (and alarmed on): the next run does the work anyway.
+        # let retries pile up behind a run that still holds the dispatch lease. What is dropped
+        # or fails is recorded in the dispatcher DLQ (and alarmed on): the next run does the work.
         max_age = Duration.seconds(max(60, every.to_seconds()))
         self.dispatcher.configure_async_invoke(
             retry_attempts=0,

@@ -12,10 +12,17 @@ Secrets:
   by the functions. Grants to them are given by this construct so that the ARN patterns live in one
   place:
 
-  ``grant_advertiser_secrets_write`` (callback: create/read/put/delete both kinds),
-  ``grant_refresh_secrets_read_write`` (refresh worker: read/put refresh tokens),
-  ``grant_access_secrets_write`` (refresh worker: put access tokens; no create, no read) and
-  ``grant_read_tokens`` (downstream: read access tokens, look up advertisers; nothing else).
+  ``grant_advertiser_secrets_write`` (callback: create/put/delete both kinds, read a replaced
+  version by its id only), ``grant_refresh_secrets_read_write`` (refresh worker: read/put refresh
+  tokens), ``grant_access_secrets_write`` (refresh worker: put access tokens; no create, no read)
+  and ``grant_read_tokens`` (downstream: read access tokens, look up advertisers; nothing else).
+
+The table: ``grant_items`` gives a function the DynamoDB actions its code makes, each on the
+items whose partition key it touches (``dynamodb:LeadingKeys``: ``ADV#*``, ``INVITE#*``, the
+platform pause …, patterns in ``infra.table_grants``), and the Queries it makes, per index. No
+function may scan. Which function gets what is wired where the pieces meet (``infra.api``,
+``infra.refresher``); ``tests/iam`` proves it by simulation against every call the functions make
+in the test suite.
 
 Every secret (the client secret here, the advertiser secrets at runtime with ``KmsKeyId``) is
 encrypted with one customer-managed key with yearly rotation. Its key policy lets the account
@@ -32,6 +39,7 @@ secret gets it from the vault when it is written (``REFRESH_SECRET_READERS``).
 from __future__ import annotations
 
 import json
+from typing import Mapping, Sequence
 
 from adsauth import schema
 from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
@@ -42,6 +50,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from infra import table_grants
 from infra.constants import (
     SERVICE_NAME,
     advertiser_secret_prefix,
@@ -49,31 +58,32 @@ from infra.constants import (
     refresh_token_reader_path,
 )
 
-# What the callback/exchange path does with an advertiser's secrets; nothing wider. DeleteSecret:
-# a grant whose completion lost a race against a revoke must not leave its tokens behind, so the
-# callback deletes the secrets it has just written.
+# What the callback/exchange path does with an advertiser's secrets; nothing wider. It creates
+# them (tagged: CreateSecret with Tags needs TagResource), finds the current version
+# (DescribeSecret), writes new grants (PutSecretValue) and, when its completion lost a race against
+# a revoke or a newer grant, takes its own writes back: DeleteSecret for a secret it created, and
+# the replaced version read back BY ITS VERSION ID (see ``VERSION_READ``). It never reads a
+# current token, never changes a secret's settings (no UpdateSecret).
 ADVERTISER_SECRET_WRITE_ACTIONS = (
     "secretsmanager:CreateSecret",
-    "secretsmanager:PutSecretValue",
-    "secretsmanager:GetSecretValue",
-    "secretsmanager:DescribeSecret",
     "secretsmanager:TagResource",
-    "secretsmanager:UpdateSecret",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:PutSecretValue",
     "secretsmanager:DeleteSecret",
 )
+# The one read the exchange path makes (``vault.undo_grant``): a version it replaced, named by id.
+# A read without VersionId (the current token of any advertiser) is not allowed.
+VERSION_READ_ACTIONS = ("secretsmanager:GetSecretValue",)
+VERSION_READ = {"Null": {"secretsmanager:VersionId": "false"}}
 # The refresher reads an advertiser's refresh token and stores the one LwA may send back.
 REFRESH_SECRET_READ_WRITE_ACTIONS = (
     "secretsmanager:GetSecretValue",
     "secretsmanager:PutSecretValue",
-    "secretsmanager:DescribeSecret",
 )
 # The refresher stores each new access token in the advertiser's existing access-token secret
 # (PutSecretValue). The exchange path creates that secret; the refresher never creates one, nor
 # reads one.
-ACCESS_SECRET_WRITE_ACTIONS = (
-    "secretsmanager:PutSecretValue",
-    "secretsmanager:DescribeSecret",
-)
+ACCESS_SECRET_WRITE_ACTIONS = ("secretsmanager:PutSecretValue",)
 # Downstream: read an access token and find the advertiser of a profile. Nothing else.
 TOKEN_READ_SECRET_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
 TOKEN_READ_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
@@ -118,6 +128,7 @@ KEY_USE_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
 SECRET_ARN_CONTEXT = "kms:EncryptionContext:SecretARN"
 
 
+
 def _attribute(name: str) -> dynamodb.Attribute:
     return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)
 
@@ -132,6 +143,7 @@ class Storage(Construct):
         *,
         client_id: str,
         operator_principal_arns: tuple[str, ...] = (),
+        table_deletion_protection: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -154,8 +166,11 @@ class Storage(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
-            deletion_protection=True,
-            removal_policy=RemovalPolicy.RETAIN,
+            # CloudFormation cannot delete a deletion-protected table, so a protected table would
+            # make a failed first deploy's rollback fail (ROLLBACK_FAILED, the table left behind):
+            # protection is switched on by configuration once the first deploy has succeeded.
+            deletion_protection=table_deletion_protection,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         self.table.add_global_secondary_index(
             index_name=schema.PROFILE_INDEX,
@@ -188,7 +203,8 @@ class Storage(Construct):
                 secret_string_template=json.dumps({"client_id": client_id}),
                 generate_string_key="client_secret",
             ),
-            removal_policy=RemovalPolicy.RETAIN,
+            # Fixed name: a copy left by a rolled-back first deploy would block the retry.
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         # The key is set on the L1 so that CDK adds no key-policy statement of its own: the key
         # policy above is the whole of it.
@@ -198,7 +214,7 @@ class Storage(Construct):
         self.client_secret.add_to_resource_policy(self.readers_only_statement())
         # Retained with the secret: a secret left behind by `cdk destroy` stays protected.
         self.client_secret.node.find_child("Policy").node.default_child.apply_removal_policy(
-            RemovalPolicy.RETAIN
+            RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
         )
         NagSuppressions.add_resource_suppressions(
             self.client_secret,
@@ -251,7 +267,8 @@ class Storage(Construct):
             policy=policy,
             # Retained: every secret ever written is encrypted under it, including the
             # per-advertiser secrets that outlive the stack (see README, destroying the stack).
-            removal_policy=RemovalPolicy.RETAIN,
+            # Except when the deploy that created it rolls back: no secret uses it yet.
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
 
     @property
@@ -291,16 +308,16 @@ class Storage(Construct):
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
 
-    def grant_table_read_write(self, grantee: iam.IGrantable) -> iam.Grant:
-        grant = self.table.grant_read_write_data(grantee)
-        table_arn = Stack.of(self).resolve(self.table.table_arn)["Fn::GetAtt"]
-        _acknowledge_wildcards(
-            grantee,
-            [f"Resource::<{table_arn[0]}.Arn>/index/*"],
-            "Queries the indexes (byProfile, byExpiry, byKind) of this one table only: CDK's table "
-            "grant names them as <table>/index/*.",
-        )
-        return grant
+    def grant_items(
+        self,
+        grantee: iam.IGrantable,
+        items: Mapping[str, Sequence[str]],
+        *,
+        queries: Mapping[str | None, Sequence[str]] | None = None,
+    ) -> iam.Grant:
+        """DynamoDB actions on the items of the given partition-key patterns, and Queries of
+        the table or its indexes by the keys they name: see ``infra.table_grants``."""
+        return table_grants.grant_items(self.table, grantee, items, queries=queries)
 
     def grant_client_secret_read(self, grantee: iam.IGrantable) -> iam.Grant:
         """GetSecretValue on the LwA client secret and Decrypt for it, nothing else. The grantee's
@@ -315,24 +332,27 @@ class Storage(Construct):
         )
 
     def grant_advertiser_secrets_write(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Create, store, read and delete refresh- and access-token secrets (the exchange path),
-        and put the readers-only resource policy on refresh-token secrets."""
+        """Create, store and delete refresh- and access-token secrets (the exchange path), read
+        a version of them only by its id (undoing a lost grant), and put the readers-only
+        resource policy on refresh-token secrets."""
+        secrets = [self.refresh_secrets_arn, self.access_secrets_arn]
         grant = iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=list(ADVERTISER_SECRET_WRITE_ACTIONS),
-            resource_arns=[self.refresh_secrets_arn, self.access_secrets_arn],
+            grantee=grantee, actions=list(ADVERTISER_SECRET_WRITE_ACTIONS), resource_arns=secrets
         )
         grant = grant.combine(
+            iam.Grant.add_to_principal(
+                grantee=grantee,
+                actions=list(VERSION_READ_ACTIONS),
+                resource_arns=secrets,
+                conditions=VERSION_READ,
+            )
+        ).combine(
             iam.Grant.add_to_principal(
                 grantee=grantee,
                 actions=list(REFRESH_SECRET_POLICY_ACTIONS),
                 resource_arns=[self.refresh_secrets_arn],
             )
-        ).combine(
-            self._grant_key(
-                grantee, KMS_WRITE_ACTIONS, [self.refresh_secrets_arn, self.access_secrets_arn]
-            )
-        )
+        ).combine(self._grant_key(grantee, KMS_WRITE_ACTIONS, secrets))
         _acknowledge_wildcards(
             grantee,
             [
@@ -341,7 +361,8 @@ class Storage(Construct):
                 for kind in ("refresh", "access")
             ],
             "One secret per advertiser, created at runtime, so names are not known at deploy "
-            "time; the pattern is limited to this stack's advertiser prefix.",
+            "time; the pattern is limited to this stack's advertiser prefix, and reads to a "
+            "version named by id (secretsmanager:VersionId).",
         )
         return grant
 

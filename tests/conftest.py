@@ -12,6 +12,9 @@ import threading
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+# Records every AWS call each function makes, for the IAM simulation (tests/iam, the iam: line).
+pytest_plugins = ("tests.iam.recorder",)
+
 CAPTURED: list[str] = []
 SENSITIVE: set[str] = set()
 _lock = threading.Lock()

@@ -54,7 +54,9 @@ def test_the_functions_parse_what_the_stack_gives_them(app_cfn):
 
 
 def test_the_worker_can_link_and_email_its_invitations(app_cfn, domain_cfn):
-    for cfn, sender in ((app_cfn, "example.com"), (domain_cfn, "ops@example.com")):
+    # ses_sender example.com + ses_from_address adsauth@mail.example.com; ses_sender an address.
+    for cfn, sender in ((app_cfn, "adsauth@mail.example.com"), (domain_cfn, "ops@example.com")):
         env = functions_by_handler(cfn)["adsauth.handlers.worker.handler"]["Properties"]["Environment"]["Variables"]
         assert render(env["PUBLIC_BASE_URL"]).startswith("https://")
-        assert env["SES_SENDER"] == sender
+        assert env["SES_FROM_ADDRESS"] == sender  # an address, as SES needs for Source
+        assert "SES_SENDER" not in env

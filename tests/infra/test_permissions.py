@@ -65,15 +65,19 @@ def test_who_may_do_what_with_advertiser_secrets(cfn):
     callback, worker = role_of(functions[CALLBACK]), role_of(functions[WORKER])
     expected = {
         ("refresh", "CreateSecret"): {callback},
+        ("refresh", "TagResource"): {callback},  # CreateSecret with tags needs it
+        # the callback only reads a version by its id (see the next test)
         ("refresh", "GetSecretValue"): {callback, worker},
         ("refresh", "PutSecretValue"): {callback, worker},
-        ("refresh", "UpdateSecret"): {callback},
+        ("refresh", "DescribeSecret"): {callback},
+        ("refresh", "UpdateSecret"): set(),
         # the callback undoes the secrets of a grant whose completion lost a race against a revoke
         ("refresh", "DeleteSecret"): {callback},
         ("access", "CreateSecret"): {callback},  # the worker only updates existing ones
         ("access", "GetSecretValue"): {callback},  # the worker writes access tokens, never reads
         ("access", "PutSecretValue"): {callback, worker},
-        ("access", "UpdateSecret"): {callback},
+        ("access", "DescribeSecret"): {callback},
+        ("access", "UpdateSecret"): set(),
         ("access", "DeleteSecret"): {callback},
     }
     for (kind, action), roles in expected.items():
@@ -81,31 +85,35 @@ def test_who_may_do_what_with_advertiser_secrets(cfn):
         assert _roles_allowed(cfn, f"secretsmanager:{action}", arn) == roles, (kind, action)
 
 
-def test_callback_advertiser_secret_grant_is_exactly_scoped(cfn):
+def _callback_advertiser_secret_statements(cfn: dict) -> list[dict]:
     callback_role = role_of(functions_by_handler(cfn)[CALLBACK])
-    statements = [
+    return [
         s
         for s in role_statements(cfn)[callback_role]
         if _grants(s, "secretsmanager:*") and {render(r) for r in as_list(s["Resource"])} & ADVERTISER_ARNS
     ]
-    by_resources = {
-        tuple(sorted(render(r) for r in as_list(s["Resource"]))): sorted(actions(s)) for s in statements
-    }
+
+
+def test_callback_reads_an_advertiser_secret_only_by_version_id(cfn):
+    """Its one read (undoing a grant that lost its commit) names the version it replaced; a read
+    of a current token, any advertiser's, is not allowed (tests/iam proves it by simulation)."""
+    reads = [s for s in _callback_advertiser_secret_statements(cfn) if _grants(s, "secretsmanager:GetSecretValue")]
+    assert [(actions(s), s.get("Condition")) for s in reads] == [
+        (["secretsmanager:GetSecretValue"], {"Null": {"secretsmanager:VersionId": "false"}})
+    ]
+
+
+def test_callback_advertiser_secret_grant_is_exactly_scoped(cfn):
+    by_resources: dict[tuple, set] = {}
+    for s in _callback_advertiser_secret_statements(cfn):
+        by_resources.setdefault(tuple(sorted(render(r) for r in as_list(s["Resource"]))), set()).update(actions(s))
     assert by_resources == {
-        tuple(sorted(ADVERTISER_ARNS)): sorted(
+        tuple(sorted(ADVERTISER_ARNS)): {
             f"secretsmanager:{a}"
-            for a in (
-                "CreateSecret",
-                "PutSecretValue",
-                "GetSecretValue",
-                "DescribeSecret",
-                "TagResource",
-                "UpdateSecret",
-                "DeleteSecret",
-            )
-        ),
+            for a in ("CreateSecret", "TagResource", "DescribeSecret", "PutSecretValue", "DeleteSecret", "GetSecretValue")
+        },
         # the readers-only resource policy on each refresh-token secret it creates
-        (PREFIX + "adsauth/AdsAuth/advertisers/refresh/*",): ["secretsmanager:PutResourcePolicy"],
+        (PREFIX + "adsauth/AdsAuth/advertisers/refresh/*",): {"secretsmanager:PutResourcePolicy"},
     }
 
 
@@ -129,15 +137,11 @@ def test_worker_secret_grants_are_exactly_scoped(cfn):
     assert by_resource == {
         "${" + secret_id + "}": ["secretsmanager:GetSecretValue"],
         PREFIX + "adsauth/AdsAuth/advertisers/refresh/*": [
-            "secretsmanager:DescribeSecret",
             "secretsmanager:GetSecretValue",
             "secretsmanager:PutSecretValue",
         ],
         # PutSecretValue into the secret the exchange created: no CreateSecret, no TagResource
-        PREFIX + "adsauth/AdsAuth/advertisers/access/*": [
-            "secretsmanager:DescribeSecret",
-            "secretsmanager:PutSecretValue",
-        ],
+        PREFIX + "adsauth/AdsAuth/advertisers/access/*": ["secretsmanager:PutSecretValue"],
     }
 
 
@@ -220,11 +224,108 @@ def test_the_worker_may_send_email_only_from_the_sender_address(domain_cfn):
     assert statement["Condition"] == {"StringEquals": {"ses:FromAddress": "ops@example.com"}}
 
 
-def test_a_domain_sender_lets_the_worker_send_from_that_domain_only(app_cfn):
-    """ses_sender example.com (through cdk.json and app.py): that identity, addresses in it."""
+def test_a_domain_sender_lets_the_worker_send_from_its_from_address_only(app_cfn):
+    """ses_sender example.com, ses_from_address adsauth@mail.example.com (through cdk.json and
+    app.py): the identities that may authorize that address, and From exactly that address."""
     worker = role_of(functions_by_handler(app_cfn)[WORKER])
     ((role_id, (statement,)),) = _email_statements(app_cfn).items()
     assert role_id == worker
     assert actions(statement) == ["ses:SendEmail"]
-    assert [render(r) for r in as_list(statement["Resource"])] == [SES_IDENTITY + "example.com"]
-    assert statement["Condition"] == {"StringLike": {"ses:FromAddress": "*@example.com"}}
+    assert sorted(render(r) for r in as_list(statement["Resource"])) == [
+        SES_IDENTITY + "adsauth@mail.example.com",
+        SES_IDENTITY + "example.com",
+        SES_IDENTITY + "mail.example.com",
+    ]
+    assert statement["Condition"] == {
+        "StringEquals": {"ses:FromAddress": "adsauth@mail.example.com"}
+    }
+
+
+# --- the table: actions by the partition keys each function touches (dynamodb:LeadingKeys) ------
+ITEM_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Query",
+}
+
+
+def _table_statements(cfn: dict, handler: str) -> list[dict]:
+    role = role_of(functions_by_handler(cfn)[handler])
+    return [s for s in role_statements(cfn)[role] if _grants(s, "dynamodb:*")]
+
+
+def _roles_allowed_on_key(cfn: dict, action: str, partition_key: str) -> set[str]:
+    """Roles with a statement granting ``action`` on the table for an item of ``partition_key``
+    (a statement without a LeadingKeys condition grants every key)."""
+    table_id, _ = only(cfn, "AWS::DynamoDB::Table")
+    found = set()
+    for role_id, statements in role_statements(cfn).items():
+        for s in statements:
+            if not _grants(s, action) or "${" + table_id + ".Arn}" not in [render(r) for r in as_list(s["Resource"])]:
+                continue
+            keys = s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+            if keys is None or any(fnmatch.fnmatchcase(partition_key, k) for k in keys):
+                found.add(role_id)
+    return found
+
+
+def test_every_table_statement_of_a_function_names_the_keys_it_touches(cfn):
+    """No scan, no DescribeTable or stream reads, no index wildcard; every statement on the table
+    carries a dynamodb:LeadingKeys condition; an index is only queried, by its own ARN (what IAM
+    compares LeadingKeys with for an index query is not documented: infra/table_grants.py)."""
+    table_id, _ = only(cfn, "AWS::DynamoDB::Table")
+    indexes = {"${" + table_id + ".Arn}/index/" + name for name in ("byProfile", "byExpiry", "byKind")}
+    for handler in (CONNECT, CALLBACK, DISPATCHER, WORKER):
+        statements = _table_statements(cfn, handler)
+        assert statements, handler
+        for s in statements:
+            assert set(actions(s)) <= ITEM_ACTIONS, (handler, actions(s))
+            assert {render(r) for r in as_list(s["Resource"])} <= {"${" + table_id + ".Arn}", *indexes}, handler
+            if all(render(r) in indexes for r in as_list(s["Resource"])):
+                assert actions(s) == ["dynamodb:Query"] and "Condition" not in s, (handler, s)
+                continue
+            assert list(s["Condition"]) == ["ForAllValues:StringLike"], (handler, s.get("Condition"))
+            assert list(s["Condition"]["ForAllValues:StringLike"]) == ["dynamodb:LeadingKeys"], handler
+
+
+def test_only_the_worker_may_pause_every_refresh_and_only_the_dispatcher_takes_its_lease(cfn):
+    functions = functions_by_handler(cfn)
+    worker, dispatcher = role_of(functions[WORKER]), role_of(functions[DISPATCHER])
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"):
+        assert _roles_allowed_on_key(cfn, action, "PLATFORM#lwa") == ({worker} if action == "dynamodb:PutItem" else set()), action
+        assert _roles_allowed_on_key(cfn, action, "PLATFORM#dispatch") == (
+            {dispatcher} if action in ("dynamodb:PutItem", "dynamodb:DeleteItem") else set()
+        ), action
+
+
+def test_the_connect_function_writes_only_its_state_and_its_invitation(cfn):
+    connect = role_of(functions_by_handler(cfn)[CONNECT])
+    for action, key in (
+        ("dynamodb:PutItem", "STATE#abc"),
+        ("dynamodb:UpdateItem", "INVITE#abc"),
+        ("dynamodb:ConditionCheckItem", "ADV#adv-1"),
+    ):
+        assert connect in _roles_allowed_on_key(cfn, action, key), (action, key)
+    for action, key in (
+        ("dynamodb:PutItem", "ADV#adv-1"),
+        ("dynamodb:UpdateItem", "ADV#adv-1"),
+        ("dynamodb:UpdateItem", "STATE#abc"),
+        ("dynamodb:DeleteItem", "INVITE#abc"),
+        ("dynamodb:GetItem", "STATE#abc"),
+        ("dynamodb:BatchWriteItem", "STATE#abc"),
+    ):
+        assert connect not in _roles_allowed_on_key(cfn, action, key), (action, key)
+
+
+def test_functions_publish_only_adsauth_events(cfn):
+    """events:PutEvents only with source adsauth: no function can pose as another system."""
+    publishers = 0
+    for statement in all_statements(cfn):
+        if _grants(statement, "events:PutEvents"):
+            publishers += 1
+            assert statement["Condition"] == {"ForAllValues:StringEquals": {"events:source": ["adsauth"]}}, statement
+    assert publishers == 3  # callback, dispatcher, worker

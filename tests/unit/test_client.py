@@ -30,7 +30,7 @@ from adsauth.client import (
 )
 from tests.conftest import remember
 
-TABLE = "adsauth-client-test"
+TABLE = "adsauth-client-test"  # tests/iam/simulate.py maps it (and PREFIX) to the deployed names
 REGION = "eu-west-3"  # not the integration stack's region
 PREFIX = "test/advertisers/"
 CLIENT_ID = "amzn1.application-oa2-client.unittest"
