@@ -21,6 +21,7 @@ from adsauth.dispatch import DISPATCH_LEASE_SECONDS, SQS_BATCH
 from local.gateway import LambdaContext
 from local.memory import MemoryStore
 from local.stack import TABLE_NAME
+from tests.overlap import overlapping_runs
 from tests.stack_fixtures import ShiftClock
 
 DUE = 23  # three SQS batches
@@ -127,28 +128,7 @@ def test_concurrent_runs_queue_each_advertiser_once(stack, due, monkeypatch):
     the three others have returned."""
     ids, _clock = due
     runs = 4
-    start, results, lock, others_done = threading.Barrier(runs), [], threading.Lock(), threading.Event()
-    send = wiring.refresher().queue.send
-
-    def send_after_the_others(advertiser_ids) -> None:
-        assert others_done.wait(timeout=30), "the other runs did not return while the lease was held"
-        send(advertiser_ids)
-
-    monkeypatch.setattr(wiring.refresher().queue, "send", send_after_the_others)
-
-    def run() -> None:
-        start.wait()
-        result = invoke()
-        with lock:
-            results.append(result)
-            if len(results) == runs - 1:
-                others_done.set()
-
-    threads = [threading.Thread(target=run) for _ in range(runs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = overlapping_runs(runs, invoke, wiring.refresher().queue, monkeypatch)
     assert sorted(r["dispatched"] for r in results) == [0] * (runs - 1) + [DUE]
     assert sum(bool(r.get("skipped")) for r in results) == runs - 1
     assert sorted(queued(stack)) == sorted(ids) and lease_item() is None

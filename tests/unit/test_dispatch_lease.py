@@ -12,6 +12,7 @@ from adsauth.dispatch import DISPATCH_LEASE_SECONDS, SQS_BATCH
 from adsauth.refresher import Refresher
 from local.memory import MemoryStore, MemoryVault
 from local.simulation import MemoryNotifier, MemoryQueue, seed_connected
+from tests.overlap import overlapping_runs
 from tests.unit.fakes import Clock, FakeLwa, make_settings
 
 DUE = 25  # three SQS batches
@@ -120,27 +121,7 @@ def test_concurrent_runs_queue_each_advertiser_once(world, monkeypatch):
     """Eight runs released at once on threads. Whichever takes the lease sends its first batch
     only after the seven others have returned, so all of them overlap it."""
     runs = 8
-    start, results, lock, others_done, send = threading.Barrier(runs), [], threading.Lock(), threading.Event(), world.queue.send
-
-    def send_after_the_others(ids) -> None:
-        assert others_done.wait(timeout=30), "the other runs did not return while the lease was held"
-        send(ids)
-
-    monkeypatch.setattr(world.queue, "send", send_after_the_others)
-
-    def run() -> None:
-        start.wait()
-        result = world.refresher.dispatch_due()
-        with lock:
-            results.append(result)
-            if len(results) == runs - 1:
-                others_done.set()
-
-    threads = [threading.Thread(target=run) for _ in range(runs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = overlapping_runs(runs, world.refresher.dispatch_due, world.queue, monkeypatch)
     assert sorted(results, key=repr) == [DUE] + [None] * (runs - 1)
     assert each_once(world) and world.store.dispatch_lease is None
 
