@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import socket
+from contextlib import contextmanager
 from typing import Callable
 
 from adsauth import schema
@@ -107,6 +108,23 @@ class LocalStack:
         self.emulator.register_client(CLIENT_ID, self.client_secret, [self.callback_url])
         self._provision()
         return self
+
+    @contextmanager
+    def environment(self, **env: str):
+        """The handlers' environment changed for the block, the adapters built again on entry and
+        on exit (what was set before is put back)."""
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        self._reset_caches()
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            self._reset_caches()
 
     def _set_env(self, env: dict[str, str]) -> None:
         for name, value in env.items():

@@ -100,23 +100,15 @@ class Matrix:
 def matrix(stack, emulator_clock, request):
     """The module's settings (two AWS attempts per call), the app on the emulator's clock, only
     this module's advertisers in the due index; prints the matrix at the end."""
-    saved = {name: os.environ.get(name) for name in ENV}
-    os.environ.update(ENV)
-    stack._reset_caches()  # adapters built with the module's settings
-    wiring.clock = emulator_clock  # the app and the emulator travel in time together
-    clean_due_index()  # earlier tests leave connected advertisers
-    scheduler = stack.scheduler()
-    scheduler.clear()
-    started, cpu = time.monotonic(), time.process_time()
-    yield Matrix(scheduler)
-    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
-    wiring.clock = time.time
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    stack._reset_caches()
+    with stack.environment(**ENV):  # adapters built with the module's settings
+        wiring.clock = emulator_clock  # the app and the emulator travel in time together
+        clean_due_index()  # earlier tests leave connected advertisers
+        scheduler = stack.scheduler()
+        scheduler.clear()
+        started, cpu = time.monotonic(), time.process_time()
+        yield Matrix(scheduler)
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+        wiring.clock = time.time
     table.cache_clear()
     secrets_client.cache_clear()
     if RESULTS:

@@ -16,7 +16,6 @@ Token values are compared, never printed.
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import contextmanager
 
@@ -61,21 +60,9 @@ def post_token(stack, body: dict) -> requests.Response:
     return requests.post(url, data=raw, headers=headers, allow_redirects=False, timeout=40)
 
 
-@contextmanager
 def settings(stack, **env: str):
     """The handlers' environment changed for the block (the adapters are built again)."""
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    stack._reset_caches()
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        stack._reset_caches()
+    return stack.environment(**env)
 
 
 @contextmanager
