@@ -10,16 +10,19 @@ import time
 from functools import lru_cache
 from typing import TYPE_CHECKING, Callable
 
-from adsauth.adapters.ads import AdsApiHttpClient
-from adsauth.adapters.http import HttpClient
-from adsauth.adapters.lwa import ClientCredentials, LwaHttpClient, parse_client_secret
 from adsauth.errors import ClientMisconfigured
-from adsauth.onboarding import Onboarding
 from adsauth.settings import Settings, get_settings
 
+# Each adapter is imported by the factory that builds it. The HTTP ones bring urllib3, which
+# boto3 imports too when the first AWS client is made: a request answered without AWS (a result
+# page, a callback refused for its query) loads neither.
 if TYPE_CHECKING:
+    from adsauth.adapters.ads import AdsApiHttpClient
+    from adsauth.adapters.http import HttpClient
+    from adsauth.adapters.lwa import ClientCredentials, LwaHttpClient
     from adsauth.adapters.table import DynamoStore
     from adsauth.adapters.vault import SecretsManagerVault
+    from adsauth.onboarding import Onboarding
     from adsauth.refresher import Refresher
 
 CLIENT_SECRET_MAX_AGE = 300  # seconds; a rotated client secret is picked up within 5 minutes
@@ -46,6 +49,8 @@ def table():
 
 @lru_cache(maxsize=1)
 def http_client() -> HttpClient:
+    from adsauth.adapters.http import HttpClient
+
     s = get_settings()
     return HttpClient(
         timeout_seconds=s.http_timeout_seconds,
@@ -58,6 +63,8 @@ def client_credentials(settings: Settings | None = None) -> ClientCredentials:
     """The LwA client from Secrets Manager, cached in memory by Powertools parameters."""
     from aws_lambda_powertools.utilities import parameters
 
+    from adsauth.adapters.lwa import parse_client_secret
+
     s = settings or get_settings()
     try:
         value = parameters.get_secret(s.client_secret_name, transform="json", max_age=CLIENT_SECRET_MAX_AGE)
@@ -68,12 +75,16 @@ def client_credentials(settings: Settings | None = None) -> ClientCredentials:
 
 @lru_cache(maxsize=1)
 def lwa_client() -> LwaHttpClient:
+    from adsauth.adapters.lwa import LwaHttpClient
+
     s = get_settings()
     return LwaHttpClient(http=http_client(), endpoints=s.endpoints, credentials=client_credentials, clock=now)
 
 
 @lru_cache(maxsize=1)
 def ads_client() -> AdsApiHttpClient:
+    from adsauth.adapters.ads import AdsApiHttpClient
+
     s = get_settings()
     return AdsApiHttpClient(http=http_client(), endpoints=s.endpoints, client_id=s.client_id)
 
@@ -121,6 +132,8 @@ def vault() -> SecretsManagerVault:
 
 @lru_cache(maxsize=1)
 def onboarding() -> Onboarding:
+    from adsauth.onboarding import Onboarding  # only the API functions: the dispatcher and worker never load it
+
     return Onboarding(
         settings=get_settings(), store=store(), vault=vault(), lwa=lwa_client(), ads=ads_client(), clock=now,
         publisher=publisher(),

@@ -1,113 +1,103 @@
-"""Runs every function through a local stack of its own with X-Ray tracing ON, the X-Ray SDK
-recording into memory, and writes what it recorded (and every secret the run handled) to a JSON
-file: ``python -m tests.integration.xray_probe OUT.json``. ``test_no_secrets_in_traces`` reads it.
+"""Runs every function through a local stack of its own in the environment Lambda gives a
+function with active tracing, and writes what the process did about X-Ray to a JSON file:
+``python -m tests.integration.xray_probe OUT.json``. ``test_no_secrets_in_traces`` reads it.
 
-A process of its own because tracing, once on, patches botocore, requests and http.client for
-the whole process (Powertools' ``Tracer`` auto-patches), which the rest of the suite must not see.
+The functions carry no X-Ray SDK: Lambda records each invocation's segment itself, from outside
+the process, with no request value in it. Only code in the process could add a subsegment, an
+annotation or metadata, and that takes the SDK. So the probe records:
 
-Lambda gives each invocation a trace segment (and each thread its own); here every thread the
-functions run on (the local gateway's ``lambda:*`` threads, the dispatcher's and the worker's,
-and the pools the handler code starts) gets a segment when it first needs one. Everything the
-test harness does itself (the browser, provisioning, reading results) runs on untraced threads.
+- which ``aws_xray_sdk`` modules are loaded once every function has run: the handlers are
+  imported afresh in Lambda's environment with tracing on (``LAMBDA_TASK_ROOT``, a trace header
+  in ``_X_AMZN_TRACE_ID``, Powertools' tracing not disabled; the local stack turns it off), and
+  each route runs (connect, a result page, the callback, POST /token, the dispatcher, the worker),
+  so what a handler imports on first use is loaded too;
+- what reached the daemon's address (``AWS_XRAY_DAEMON_ADDRESS``, a UDP socket the probe reads);
+- then, a canary: what a Powertools ``Tracer`` made in the same environment does. It must load
+  the SDK and reach the socket, or finding neither before would prove nothing.
 
-What the functions' own tracing can record: Powertools' handler subsegment (``ColdStart`` and
-``Service`` annotations; responses and errors are not captured, ``capture_response=False,
-capture_error=False`` on every handler) and botocore subsegments (operation, table, queue URL,
-status; the SDK's whitelist of parameters, never a key or a value). The LwA and Ads API calls
-go through urllib3 2, whose requests no X-Ray patch sees (Powertools patches botocore and
-requests; the SDK's http.client patch hooks ``_send_request``, which urllib3 2 never calls), so
-no outbound URL is recorded at all; the test would see one if that changed.
+A process of its own: the modules loaded are this run's alone, and the canary's tracer patches
+botocore and requests for the whole process.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import threading
 import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-TRACED_THREADS = ("lambda:", "profiles", "listing", "refresh", "ThreadPoolExecutor")
 MANUAL_REDIRECT = "https://www.amazon.com/"
+# what Lambda puts in _X_AMZN_TRACE_ID for a sampled invocation
+TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+HANDLERS = ("connect", "callback", "dispatcher", "worker")
 
 
-def _recorder():
-    os.environ.pop("LAMBDA_TASK_ROOT", None)  # an ordinary recorder, whose context we choose
-    from aws_xray_sdk.core import xray_recorder
-    from aws_xray_sdk.core.context import Context
-    from aws_xray_sdk.core.models.segment import Segment
+class Daemon:
+    """A UDP socket where Lambda's X-Ray daemon listens; keeps every datagram sent to it."""
 
-    entities: list[str] = []
-    made: list[Segment] = []
-    lock = threading.Lock()
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.settimeout(0.05)
+        self._received: list[str] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._listen, name="xray-daemon", daemon=True).start()
 
-    class MemoryEmitter:
-        def send_entity(self, entity) -> None:
-            with lock:
-                entities.append(entity.serialize())
+    @property
+    def address(self) -> str:
+        host, port = self._socket.getsockname()
+        return f"{host}:{port}"
 
-        def set_daemon_address(self, address) -> None:
-            pass
+    def _listen(self) -> None:
+        while True:
+            try:
+                data = self._socket.recv(65535)
+            except socket.timeout:
+                continue
+            with self._lock:
+                self._received.append(data.decode("utf-8", "replace"))
 
-    class FunctionThreads(Context):
-        def get_trace_entity(self):
-            if not getattr(self._local, "entities", None) and threading.current_thread().name.startswith(TRACED_THREADS):
-                segment = Segment(name=threading.current_thread().name.split("_")[0])
-                self.put_segment(segment)
-                with lock:
-                    made.append(segment)
-            return super().get_trace_entity()
-
-    xray_recorder.configure(sampling=False, context=FunctionThreads(), emitter=MemoryEmitter(),
-                            context_missing="IGNORE_ERROR", plugins=(), service="adsauth")
-
-    def recorded() -> list[str]:
-        with lock:
-            return list(entities) + [segment.serialize() for segment in made]
-
-    return recorded
+    def take(self, settle_seconds: float = 0.3) -> list[str]:
+        """What arrived so far (after a moment for datagrams in flight), and forget it."""
+        time.sleep(settle_seconds)
+        with self._lock:
+            taken, self._received = self._received, []
+        return taken
 
 
-def _trace_functions() -> None:
-    """Import the handlers as Lambda does: tracing on (the local stack turns it off)."""
-    import aws_xray_sdk
+def xray_modules() -> list[str]:
+    return sorted(m for m in sys.modules if m == "aws_xray_sdk" or m.startswith("aws_xray_sdk."))
+
+
+def _lambda_tracing_on(daemon: Daemon) -> None:
+    """Lambda's environment for a traced function, in which Powertools' ``Tracer`` would trace
+    (the local stack turns it off); the handlers are imported again, in it."""
+    os.environ.update({
+        "LAMBDA_TASK_ROOT": "/var/task",
+        "POWERTOOLS_TRACE_DISABLED": "false",
+        "_X_AMZN_TRACE_ID": TRACE_HEADER,
+        "AWS_XRAY_DAEMON_ADDRESS": daemon.address,
+    })
+    for name in [m for m in sys.modules if m.startswith("adsauth.handlers.")]:
+        del sys.modules[name]
+
+
+def _canary(daemon: Daemon) -> dict:
+    """What a Powertools ``Tracer`` does in this environment: one subsegment, sent to the daemon."""
     from aws_lambda_powertools import Tracer
 
-    for name in [m for m in sys.modules if m.startswith("adsauth.handlers.") and m != "adsauth.handlers.common"]:
-        del sys.modules[name]
-    os.environ["POWERTOOLS_TRACE_DISABLED"] = "false"
-    os.environ["LAMBDA_TASK_ROOT"] = "/var/task"  # Powertools traces only inside Lambda
-    Tracer._reset_config()
-    aws_xray_sdk.global_sdk_config.set_sdk_enabled(True)
-    import adsauth.handlers.callback  # noqa: F401
-    import adsauth.handlers.connect  # noqa: F401
-    import adsauth.handlers.dispatcher  # noqa: F401
-    import adsauth.handlers.worker  # noqa: F401
-
-    os.environ.pop("LAMBDA_TASK_ROOT")
-    assert not adsauth.handlers.connect.tracer.disabled
-
-
-def _in_lambda_thread(name: str, work):
-    outcome: dict = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = work()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            outcome["error"] = repr(exc)
-
-    thread = threading.Thread(target=run, name=f"lambda:{name}")
-    thread.start()
-    thread.join(120)
-    if "error" in outcome:
-        raise RuntimeError(f"{name}: {outcome['error']}")
-    return outcome.get("result")
+    tracer = Tracer(service="xray-probe")
+    with tracer.provider.in_subsegment("## canary"):
+        pass
+    return {"disabled": bool(tracer.disabled), "sdk_loaded": "aws_xray_sdk.core" in sys.modules,
+            "received": daemon.take()}
 
 
 def main(out_path: str) -> None:
-    recorded = _recorder()
+    daemon = Daemon()
     import boto3
 
     from adsauth import schema, wiring
@@ -122,29 +112,24 @@ def main(out_path: str) -> None:
             return time.time() + self.offset
 
     clock = ShiftClock()
-    sensitive: set[str] = set()
     ran: list[str] = []
     with LocalStack(clock=clock) as stack:
-        _trace_functions()
-        stack.gateway._handlers.clear()  # the gateway loads the traced handlers
-        sensitive.add(stack.client_secret)
+        _lambda_tracing_on(daemon)
+        stack.gateway._handlers.clear()  # the gateway imports the handlers again, in that environment
 
-        # connect + callback (GET): an advertiser's consent
+        # connect + callback (GET): an advertiser's consent, and the page it ends on
         browser = Browser()
         advertiser_id, link = stack.invite()
-        sensitive.add(link.rsplit("/", 1)[-1])
         connect = browser.get(link)
         assert connect.status_code == 302, connect.status_code
-        authorize = connect.headers["Location"]
-        sensitive.update(parse_qs(urlsplit(authorize).query)["state"])
-        sensitive.update(cookie.value for cookie in browser.session.cookies)  # the PKCE verifier's binding
-        page = browser.get(authorize)
+        page = browser.get(connect.headers["Location"])
         answer = browser.click(page, "allow")
-        callback_url = answer.headers["Location"]
-        sensitive.update(parse_qs(urlsplit(callback_url).query).get("code", []))
-        result = browser.get(callback_url)
+        result = browser.get(answer.headers["Location"])
         assert result.status_code == 303, result.status_code
         ran += ["connect", "callback"]
+        landing = browser.get(result.headers["Location"])
+        assert landing.status_code == 200, landing.status_code
+        ran.append("result")
 
         # POST /token: the manual flow, a code pasted from the browser bar
         stack.emulator.register_client(CLIENT_ID, stack.client_secret, [stack.callback_url, MANUAL_REDIRECT])
@@ -153,9 +138,7 @@ def main(out_path: str) -> None:
         manual = Browser()
         answer = manual.click(manual.get(f"{stack.emulator.base_url}/na/ap/oa?{query}"), "allow")
         code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
-        sensitive.add(code)
-        manual_id, manual_link = stack.invite(name="Manual Shop")
-        sensitive.add(manual_link.rsplit("/", 1)[-1])
+        manual_id, _manual_link = stack.invite(name="Manual Shop")
         body = json.dumps({"code": code, "redirect_uri": MANUAL_REDIRECT, "region": "NA", "advertiser": manual_id})
         url = f"{stack.base_url}/token"
         headers = sign_request("POST", url, body, {"Content-Type": "application/json"}, credentials=OPERATOR_KEYS)
@@ -166,34 +149,36 @@ def main(out_path: str) -> None:
         ran.append("token")
 
         # dispatcher + worker: both advertisers' tokens are due an hour later
+        table = boto3.resource("dynamodb").Table("adsauth-local")
+
+        def expiries() -> list[float]:
+            items = [table.get_item(Key=schema.advertiser_key(a))["Item"] for a in (advertiser_id, manual_id)]
+            assert [item["status"] for item in items] == ["connected", "connected"], items
+            return [float(item["token_expires_at"]) for item in items]
+
+        issued = expiries()
         wiring.clock = clock
         wiring.refresher.cache_clear()
         clock.offset += 3300
         scheduler = stack.scheduler()
-        dispatched = _in_lambda_thread("adsauth-local-dispatcher", scheduler.dispatch)
+        dispatched = scheduler.dispatch()
         assert dispatched == 2, dispatched
         ran.append("dispatcher")
-        messages = scheduler.receive()
-        report = _in_lambda_thread("adsauth-local-worker", lambda: scheduler.drain_messages(messages))
-        assert report.processed == 2, report
+        report = scheduler.drain()  # every job queued, however many messages carry them
+        assert report.processed >= 1 and report.failed == 0 and scheduler.depth() == 0, report
+        refreshed = expiries()
+        assert all(new > old for new, old in zip(refreshed, issued)), (issued, refreshed)  # both tokens refreshed
         ran.append("worker")
 
-        for cookie in [*browser.session.cookies, *manual.session.cookies]:
-            sensitive.add(cookie.value)
-        em = stack.emulator
-        with em._lock:
-            sensitive.update(em._codes.keys())
-            sensitive.update(em._refresh_tokens.keys())
-            sensitive.update(em._access_tokens.keys())
-            for issued in em._codes.values():
-                sensitive.add(getattr(issued.request, "state", None) or "")
-        table = boto3.resource("dynamodb").Table("adsauth-local")
-        assert table.get_item(Key=schema.advertiser_key(advertiser_id))["Item"]["status"] == "connected"
-        time.sleep(0.2)  # the last subsegments close
-        entities = recorded()
+        found = {
+            "ran": ran,
+            "handlers_loaded": [h for h in HANDLERS if f"adsauth.handlers.{h}" in sys.modules],  # since the purge
+            "xray_modules": xray_modules(),
+            "daemon_received": daemon.take(),
+        }
+        found["canary"] = _canary(daemon)
     with open(out_path, "w", encoding="utf-8") as out:
-        json.dump({"entities": entities, "sensitive": sorted(v for v in sensitive if v and len(v) >= 8),
-                   "ran": ran}, out)
+        json.dump(found, out)
 
 
 if __name__ == "__main__":

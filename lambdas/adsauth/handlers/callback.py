@@ -11,21 +11,12 @@ import json
 import re
 from dataclasses import asdict
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adsauth import oauth
 from adsauth.deadline import Deadline
@@ -37,7 +28,9 @@ from adsauth.regions import Region
 from adsauth.settings import get_settings
 from adsauth.wiring import onboarding
 
-tracer = Tracer(service="adsauth")
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+
 metrics = Metrics(namespace="adsauth", service="adsauth")
 app = APIGatewayRestResolver()
 
@@ -54,8 +47,20 @@ OUTCOME_METRIC = {
 
 
 # --- idempotency -----------------------------------------------------------------------------
+# Powertools idempotency is imported when a callback or token request first gets this far (its
+# DynamoDB layer imports boto3 at module level); a request refused before it never loads it.
+class AttemptInProgress(Exception):
+    """The same attempt is running right now (Powertools' ``IdempotencyAlreadyInProgressError``)."""
+
+
+class AttemptMismatch(Exception):
+    """The key was already used for another request (Powertools' ``IdempotencyValidationError``)."""
+
+
 @lru_cache(maxsize=1)
 def _idempotency() -> tuple[DynamoDBPersistenceLayer, IdempotencyConfig]:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+
     persistence = DynamoDBPersistenceLayer(
         table_name=get_settings().table_name,
         key_attr="pk",
@@ -76,6 +81,8 @@ def _idempotency() -> tuple[DynamoDBPersistenceLayer, IdempotencyConfig]:
 
 @lru_cache(maxsize=1)
 def _once():
+    from aws_lambda_powertools.utilities.idempotency import idempotent_function
+
     persistence, config = _idempotency()
 
     @idempotent_function(data_keyword_argument="attempt", persistence_store=persistence, config=config)
@@ -87,8 +94,22 @@ def _once():
 
 def once(key: str, request: str, work) -> ConnectionResult:
     """Run ``work`` at most once per ``key`` (already a hash); replays of the same ``request``
-    (a hash too) get the first result, others raise ``IdempotencyValidationError``."""
-    data = _once()(attempt={"key": key, "request": request}, work=work)
+    (a hash too) get the first result, others raise ``AttemptMismatch``; while the first runs,
+    ``AttemptInProgress``."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
+    run = _once()
+    # the record's in-progress expiry is this invocation's remaining time
+    _idempotency()[1].register_lambda_context(app.lambda_context)
+    try:
+        data = run(attempt={"key": key, "request": request}, work=work)
+    except IdempotencyAlreadyInProgressError:
+        raise AttemptInProgress() from None
+    except IdempotencyValidationError:
+        raise AttemptMismatch() from None
     data["regions_ok"] = tuple(data.get("regions_ok", ()))
     data["regions_pending"] = tuple(data.get("regions_pending", ()))
     return ConnectionResult(**data)
@@ -144,13 +165,27 @@ def callback() -> Response:
 
 
 # --- POST /token -------------------------------------------------------------------------------
-class TokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+@lru_cache(maxsize=1)
+def token_request_model() -> type:
+    """``TokenRequest``, the body of POST /token: built on first use, so the browser's callback
+    never loads pydantic."""
+    from pydantic import BaseModel, ConfigDict, Field
 
-    code: str = Field(min_length=1, max_length=512, pattern=r"^[\x21-\x7e]+$")
-    redirect_uri: str = Field(min_length=9, max_length=2048, pattern=r"^https://[\x21-\x7e]+$")
-    region: str = Field(pattern=r"^(NA|EU|FE)$")
-    advertiser: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    class TokenRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+        code: str = Field(min_length=1, max_length=512, pattern=r"^[\x21-\x7e]+$")
+        redirect_uri: str = Field(min_length=9, max_length=2048, pattern=r"^https://[\x21-\x7e]+$")
+        region: str = Field(pattern=r"^(NA|EU|FE)$")
+        advertiser: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+    return TokenRequest
+
+
+def __getattr__(name: str):
+    if name == "TokenRequest":  # ``from adsauth.handlers.callback import TokenRequest`` keeps working
+        return token_request_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _json_error(status: int, error: str, message: str) -> Response:
@@ -193,8 +228,10 @@ def token() -> Response:
     raw = app.current_event.body or ""
     if len(raw.encode("utf-8", "replace")) > MAX_BODY_BYTES:
         return _json_error(413, "invalid_request", "The body is too large.")
+    from pydantic import ValidationError
+
     try:
-        request = TokenRequest.model_validate_json(raw)
+        request = token_request_model().model_validate_json(raw)
     except ValidationError:
         return _json_error(400, "invalid_request", TOKEN_BODY_HELP)
     flow = _flow()
@@ -280,14 +317,14 @@ def transition_refused(exc: TransitionRefused) -> Response:
     return _json_error(409, "advertiser_revoked", str(exc))
 
 
-@app.exception_handler(IdempotencyAlreadyInProgressError)
+@app.exception_handler(AttemptInProgress)
 def in_progress(_exc: Exception) -> Response:
     if _is_token_route():
         return _json_error(409, "in_progress", "This code is being exchanged right now; retry in a few seconds.")
     return page("in_progress")
 
 
-@app.exception_handler(IdempotencyValidationError)
+@app.exception_handler(AttemptMismatch)
 def replay_mismatch(_exc: Exception) -> Response:
     if _is_token_route():
         return _json_error(409, "code_already_used", "This code was already exchanged for another request.")
@@ -308,8 +345,6 @@ def unexpected(exc: Exception) -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    _idempotency()[1].register_lambda_context(context)
     return app.resolve(event, context)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import traceback
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.shared.cookies import Cookie
 
 from adsauth.pages import SECURITY_HEADERS, render
 from adsauth.settings import get_settings
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import Response
+    from aws_lambda_powertools.shared.cookies import Cookie
+
 logger = Logger(service="adsauth")
 
 
+# The event handler is imported where a response is made: the dispatcher and the worker use this
+# module for its logger and never load it (it brings every resolver, and asyncio, along).
 def page(key: str, *, cookies: list[Cookie] | None = None) -> Response:
+    from aws_lambda_powertools.event_handler import Response
+
     status, body = render(key, get_settings().operator_name)
     return Response(
         status_code=status,
@@ -26,6 +33,8 @@ def page(key: str, *, cookies: list[Cookie] | None = None) -> Response:
 
 
 def redirect(status: int, location: str, *, cookies: list[Cookie] | None = None) -> Response:
+    from aws_lambda_powertools.event_handler import Response
+
     return Response(
         status_code=status,
         content_type="text/plain; charset=utf-8",

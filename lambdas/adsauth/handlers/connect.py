@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -13,7 +13,6 @@ from adsauth.handlers.common import log_unexpected, logger, page, redirect
 from adsauth.pages import RESULT_PAGES
 from adsauth.wiring import onboarding
 
-tracer = Tracer(service="adsauth")
 metrics = Metrics(namespace="adsauth", service="adsauth")
 app = APIGatewayRestResolver()
 
@@ -58,7 +57,6 @@ def unexpected(exc: Exception) -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
     return app.resolve(event, context)

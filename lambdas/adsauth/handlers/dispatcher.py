@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from adsauth.handlers.common import log_unexpected, logger
@@ -26,7 +26,6 @@ from adsauth.dispatch import DISPATCH_LEASE_SECONDS
 from adsauth.settings import ACCESS_TOKEN_SECONDS
 from adsauth.wiring import now, refresher
 
-tracer = Tracer(service="adsauth")
 metrics = Metrics(service="adsauth")
 
 
@@ -48,7 +47,6 @@ def lease_seconds(context) -> float:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
     at = now()
