@@ -4,9 +4,11 @@ Starts moto server, the LwA/Ads emulator and the local gateway; stores the LwA c
 invites an advertiser with the ops CLI; follows the emailed link like a browser (cookies,
 redirects, Allow on Amazon's consent page); then shows what adsauth recorded: status, profiles per
 region, the access token's expiry and the grant's 365-day end — never a token value. Then a
-refresh cycle, a downstream call, and the year's end: 30 days before the grant ends the refresher
-e-mails a re-consent link, the advertiser completes it while a downstream reader keeps reading,
-and no read fails. The lifecycle events a consumer's EventBridge rule received are listed.
+refresh cycle (read as downstream reads, ``adsauth.client``; in the packed layout, the stack's
+default, it moves the advertiser's tokens into a pack's shared secrets, and the demo says where they
+are), a downstream call, and the year's end: 30 days before the grant ends the refresher e-mails a
+re-consent link, the advertiser completes it while a downstream reader keeps reading, and no read
+fails. The lifecycle events a consumer's EventBridge rule received are listed.
 """
 
 from __future__ import annotations
@@ -106,27 +108,45 @@ class ShiftClock:
         return time.time() + self.offset
 
 
-def _access_secret(advertiser_id: str) -> dict:
-    import boto3
+def _access_token(advertiser_id: str):
+    """The access token as a downstream Lambda reads it (from Secrets Manager, not the cache)."""
+    from adsauth.client import clear_cache, get_token_info
+
+    clear_cache()
+    return get_token_info(advertiser_id=advertiser_id)
+
+
+def _where(advertiser_id: str) -> str:
+    """Where the advertiser's tokens are stored (``local.stack.stored_tokens``), no value."""
+    from local.stack import stored_tokens
 
     from adsauth.settings import get_settings
 
-    name = f"{get_settings().secret_prefix}access/{advertiser_id}"
-    return json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
+    found, prefix = stored_tokens(advertiser_id), get_settings().secret_prefix
+    if found is None:
+        return "nowhere (no secret holds them)"
+    if found["where"] == "own":
+        return f"its own secrets {prefix}{{refresh,access}}/{advertiser_id}"
+    shared = found["members"]
+    return (f"pack {found['pack']}: the shared secrets {prefix}{{refresh,access}}/packs/{found['pack']} "
+            f"(shared by {shared} advertiser{'s' if shared != 1 else ''})")
 
 
 def refresh_cycle(stack, clock: ShiftClock, advertiser_id: str) -> bool:
-    before = _access_secret(advertiser_id)
+    before = _access_token(advertiser_id)
     clock.offset += 49 * 60
-    remaining = int((before["expires_at"] - clock()) // 60)
-    print(f"token expires:    {when(before['expires_at'])} — {remaining} min left, inside the 12-minute lead window")
+    remaining = int(before.remaining_seconds(clock()) // 60)
+    print(f"token expires:    {when(before.expires_at)} — {remaining} min left, inside the 12-minute lead window")
+    print(f"tokens stored in: {_where(advertiser_id)}")
     dispatched, report = stack.scheduler().tick()
-    after = _access_secret(advertiser_id)
-    moved = int((after["expires_at"] - before["expires_at"]) // 60)
-    replaced = after["access_token"] != before["access_token"]
+    after = _access_token(advertiser_id)
+    moved = int((after.expires_at - before.expires_at) // 60)
+    replaced = after.value != before.value
     print(f"dispatcher:       {dispatched} advertiser(s) due, queued; worker processed {report.processed}, failed {report.failed}")
-    print(f"token expires:    {when(after['expires_at'])} (moved forward {moved} min)")
-    print(f"access token:     {'replaced by a new one' if replaced else 'NOT replaced'} (values not shown)")
+    print(f"token expires:    {when(after.expires_at)} (moved forward {moved} min)")
+    print(f"access token:     {'replaced by a new one' if replaced else 'NOT replaced'} (values not shown), "
+          "read as downstream reads it (adsauth.client)")
+    print(f"tokens stored in: {_where(advertiser_id)}")
     print(f"LwA refresh calls so far: {stack.emulator.count('token', grant_type='refresh_token')}")
     again, _ = stack.scheduler().tick()
     print(f"next minute:      {again} due — nothing to refresh, no LwA call")
@@ -188,6 +208,7 @@ def reconsent(stack, clock: ShiftClock, advertiser_id: str) -> bool:
     print(f"downstream reads: {len(reads)} before, during and after the re-consent, {len(failures)} failed (no gap)")
     print(f"grant expires:    {when(before.grant_expires_at)} → {when(after.grant_expires_at)} "
           f"(365 days after the new consent); re-consent pending: {after.reconsent_pending}")
+    print(f"tokens stored in: {_where(advertiser_id)} (the new grant's)")
     return (final.url.endswith("/result/connected") and not failures and reads != []
             and after.grant_expires_at > before.grant_expires_at and not after.reconsent_pending)
 
@@ -227,9 +248,6 @@ def _title(html: str) -> str:
 
 
 def show_advertiser(advertiser_id: str) -> bool:
-    import boto3
-
-    from adsauth.settings import get_settings
     from adsauth.wiring import onboarding
 
     store = onboarding().store
@@ -243,10 +261,10 @@ def show_advertiser(advertiser_id: str) -> bool:
         print(f"profiles {region}:      {len(mine)}{pending}")
         for p in sorted(mine, key=lambda p: p.profile_id):
             print(f"    {p.profile_id:>16}  {p.country_code}  {p.currency_code}  {p.account_type:<7} {p.account_name}")
-    secret = boto3.client("secretsmanager").get_secret_value(SecretId=f"{get_settings().secret_prefix}access/{advertiser_id}")
-    expires_at = json.loads(secret["SecretString"])["expires_at"]
+    expires_at = _access_token(advertiser_id).expires_at
     print(f"access token:     stored in Secrets Manager, expires {when(expires_at)} "
           f"(in {int((expires_at - time.time()) // 60)} min); value not shown")
+    print(f"tokens stored in: {_where(advertiser_id)} (a new grant's place, in either layout)")
     print(f"grant expires:    {when(advertiser.grant_expires_at)} — Amazon ends it 365 days after the consent "
           f"({when(advertiser.consented_at)}); re-consent e-mails go out 30, 7 and 1 days before")
     regions_seen = {p.region.value for p in profiles}

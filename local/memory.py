@@ -6,12 +6,14 @@ the simulations (``local.simulation``) run the domain on them."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
-from dataclasses import replace
 
+from adsauth import packs as packing
 from adsauth.errors import (
     InvitationBusy,
+    PackTooLarge,
     InvitationReplaced,
     InvitationUnknown,
     InvitationUsed,
@@ -34,8 +36,24 @@ from adsauth.models import (
     StoredRefreshToken,
     TokenEvent,
 )
+from local.due_index import DueIndex
 
 CONNECTED = AdvertiserStatus.CONNECTED
+
+
+def replace(record, **changes):
+    """``dataclasses.replace`` without running ``__init__`` again: the records are frozen
+    dataclasses whose ``__init__`` only assigns, and the simulations replace an advertiser's item
+    on every refresh (at 100,000 advertisers, millions of times). Anything else, and any unknown
+    field, goes to ``dataclasses.replace`` (which says what is wrong)."""
+    fields = getattr(record, "__dataclass_fields__", None)
+    if fields is None or hasattr(record, "__post_init__") or not hasattr(record, "__dict__") \
+            or not changes.keys() <= fields.keys():
+        return dataclasses.replace(record, **changes)
+    new = object.__new__(type(record))
+    new.__dict__.update(record.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 class MemoryStore:
@@ -50,7 +68,8 @@ class MemoryStore:
         self.states: dict = {}
         self.consumed: set[str] = set()
         self.profiles: dict[str, dict[tuple, object]] = {}
-        self.due: dict[str, float] = {}  # the sparse byExpiry index: connected advertisers only
+        self.due: dict[str, float] = DueIndex()  # the sparse byExpiry index: connected advertisers only
+        self._due_rows: dict[str, tuple] = {}  # advertiser -> (deadline, item, DueAdvertiser) last answered
         self.leases: dict[str, tuple[str, float]] = {}
         self.fences: dict[str, int] = {}
         self.events: list[TokenEvent] = []
@@ -59,6 +78,8 @@ class MemoryStore:
         self.grants: dict[str, str] = {}  # imported refresh tokens, by hash
         self.paused: tuple[str, float] | None = None
         self.dispatch_lease: tuple[str, float] | None = None  # (owner, until): PLATFORM#dispatch / LEASE
+        self.packs: dict[str, dict] = {}  # PACK#<id>: members, size, lease (owner, until)
+        self.lobby_ids: set[str] = set()  # PACK#lobby
         self.due_queries = 0
         self.writes = 0
         self.lock = threading.RLock()
@@ -251,7 +272,8 @@ class MemoryStore:
             changes = dict(status=CONNECTED, status_reason="", updated_at=now, connected_at=now,
                            token_expires_at=token_expires_at, pending_regions=pending, profiles_at=now,
                            last_refresh_error="", consented_at=grant.consented_at, grant_expires_at=grant.expires_at,
-                           grant_expiry_basis=grant.basis, reconsent_pending=False, reconsent_leads_sent=())
+                           grant_expiry_basis=grant.basis, reconsent_pending=False, reconsent_leads_sent=(),
+                           pack="")  # a new grant is in its own secrets
             if invitation_hash:
                 changes.update(invitation_hash="", invitation_expires_at=None, invitation_purpose="")
             self._write(advertiser_id, **changes)
@@ -281,10 +303,21 @@ class MemoryStore:
 
     # --- the refresher ---------------------------------------------------------------------------
     def due_advertisers(self, before):
+        """In advertiser order. An answer row is made again only when its deadline or its item changed."""
         with self.lock:
             self.due_queries += 1
-            return [DueAdvertiser(a, repr(d), (self.advertisers[a].token_expires_at if a in self.advertisers else None))
-                    for a, d in sorted(self.due.items()) if d < before]
+            found = self.due.before(before) if isinstance(self.due, DueIndex) else \
+                [(a, d) for a, d in self.due.items() if d < before]
+            found.sort()
+            rows, made, items = [], self._due_rows, self.advertisers
+            for a, d in found:
+                adv = items.get(a)
+                row = made.get(a)
+                if row is None or row[0] != d or row[1] is not adv:
+                    row = made[a] = (d, adv, DueAdvertiser(a, repr(d), adv.token_expires_at if adv else None,
+                                                           pack=adv.pack if adv else "", due_at=d))
+                rows.append(row[2])
+            return rows
 
     def snooze(self, due, until):
         with self.lock:
@@ -343,12 +376,15 @@ class MemoryStore:
             if self._holds(lease):
                 del self.leases[lease.advertiser_id]
 
-    def record_refresh(self, advertiser_id, *, lease, token_expires_at, due_at, now, profiles_at=None, pending_regions=None):
+    def record_refresh(self, advertiser_id, *, lease, token_expires_at, due_at, now, profiles_at=None, pending_regions=None,
+                       pack=None):
         with self.lock:
             adv = self.advertisers[advertiser_id]
             if not self._holds_grant(lease) or adv.status is not CONNECTED:
                 return False
             changes = dict(token_expires_at=token_expires_at, last_refresh_at=now, updated_at=now, last_refresh_error="")
+            if pack is not None:
+                changes.update(pack=pack)
             if profiles_at is not None:
                 changes.update(profiles_at=profiles_at, pending_regions=tuple(pending_regions or ()))
             self.advertisers[advertiser_id] = replace(adv, **changes)
@@ -405,6 +441,65 @@ class MemoryStore:
             self.paused = (reason, until)
             return True
 
+    # --- packs -----------------------------------------------------------------------------------
+    def acquire_pack_lease(self, pack_id, owner, now, until):
+        with self.lock:
+            held = self.packs.get(pack_id, {}).get("lease")
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            self.packs.setdefault(pack_id, {"members": 0, "size": 0})["lease"] = (owner, until)
+            self.writes += 1
+            return True
+
+    def release_pack_lease(self, pack_id, owner):
+        with self.lock:
+            pack = self.packs.get(pack_id)
+            if pack is not None and (pack.get("lease") or ("",))[0] == owner:
+                pack["lease"] = None
+                if not pack["members"]:
+                    del self.packs[pack_id]
+
+    def record_pack(self, pack_id, owner, *, members, size, now):
+        with self.lock:
+            pack = self.packs.get(pack_id)
+            if pack is None or (pack.get("lease") or ("",))[0] != owner:
+                return False
+            pack.update(members=members, size=size, written_at=now)
+            self.writes += 1
+            return True
+
+    def list_packs(self):
+        with self.lock:
+            return [packing.PackInfo(k, v["members"], v["size"]) for k, v in sorted(self.packs.items()) if v["members"]]
+
+    def pack_pointers(self, advertiser_ids):
+        with self.lock:
+            return {a: (self.advertisers[a].status, self.advertisers[a].pack) for a in advertiser_ids
+                    if a in self.advertisers}
+
+    def lobby(self):
+        with self.lock:
+            return sorted(self.lobby_ids)
+
+    def enter_lobby(self, advertiser_id):
+        with self.lock:
+            if len(self.lobby_ids) < packing.LOBBY_LIMIT:
+                self.lobby_ids.add(advertiser_id)
+                self.writes += 1
+
+    def leave_lobby(self, advertiser_ids):
+        with self.lock:
+            self.lobby_ids.difference_update(advertiser_ids)
+            self.writes += 1
+
+    def set_pack(self, advertiser_id, pack, lease):
+        with self.lock:
+            if not self._holds_grant(lease) or self.advertisers[advertiser_id].status is not CONNECTED:
+                return False
+            self.advertisers[advertiser_id] = replace(self.advertisers[advertiser_id], pack=pack)
+            self.writes += 1
+            return True
+
     # --- outbox ----------------------------------------------------------------------------------
     def pending_events(self, limit=100):
         with self.lock:
@@ -445,7 +540,10 @@ class MemoryVault:
     """Refresh and access tokens; each refresh-token version can be replaced once. Only
     ``put_grant`` creates an advertiser's tokens."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock=None) -> None:
+        self.clock = clock
+        self.secret_writes: list[tuple[str, float]] = []  # (secret name, when): for the write-rate figures
+        self.packs: dict[tuple[str, str], packing.PackValue] = {}  # (kind, pack id) -> value
         self.refresh: dict[str, str] = {}
         self.versions: dict[str, str] = {}
         self.access: dict[str, tuple[str, float]] = {}
@@ -470,6 +568,7 @@ class MemoryVault:
         self.refresh[advertiser_id], self.versions[advertiser_id] = token, version
         self._history[version] = token
         self.order.append("refresh")
+        self._wrote(f"refresh/{advertiser_id}")
         return version
 
     def _put_access(self, advertiser_id, access_token, expires_at):
@@ -478,6 +577,10 @@ class MemoryVault:
         self._access_version[advertiser_id] = version
         self._access_history[version] = (access_token, expires_at)
         self.order.append("access")
+        self._wrote(f"access/{advertiser_id}")
+
+    def _wrote(self, name):
+        self.secret_writes.append((name, self.clock() if self.clock else 0.0))
 
     def put_grant(self, advertiser_id, tokens, issued_at):
         with self._lock:
@@ -525,6 +628,45 @@ class MemoryVault:
             if advertiser_id not in self.access:
                 raise TokensDeleted()  # the refresher never creates a secret
             self._put_access(advertiser_id, access_token, expires_at)
+
+    # --- packs -----------------------------------------------------------------------------------
+    def read_pack(self, kind, pack_id):
+        with self._lock:
+            value = self.packs.get((kind, pack_id))
+            return packing.PackValue(None, {}) if value is None else packing.PackValue(value.version, dict(value.entries))
+
+    def write_pack(self, kind, pack_id, base, changes):
+        """The Secrets Manager adapter's loop in one step: merged with what was written since ``base``."""
+        with self._lock:
+            current = self.packs.get((kind, pack_id)) or packing.PackValue(None, {})
+            merged, dropped = packing.merge(base.entries, current.entries, changes)
+            if len(packing.encode(merged)) > packing.VALUE_LIMIT:
+                raise PackTooLarge()
+            written = packing.PackValue(f"p{next(self._ids)}", merged)
+            self.packs[(kind, pack_id)] = written
+            self.order.append(f"pack-{kind}")
+            self._wrote(f"{kind}/packs/{pack_id}")
+            return packing.PackValue(written.version, dict(merged)), dropped
+
+    def delete_pack(self, pack_id):
+        with self._lock:
+            for kind in ("refresh", "access"):
+                self.packs.pop((kind, pack_id), None)
+
+    def get_access_token(self, advertiser_id):
+        with self._lock:
+            if advertiser_id not in self.access:
+                raise TokensDeleted()
+            return self.access[advertiser_id]
+
+    def read_access(self, advertiser_id, pack=""):
+        """What downstream reads (``adsauth.client``): the pack's entry, else its own secret."""
+        with self._lock:
+            value = self.packs.get(("access", pack)) if pack else None
+            entry = value.entries.get(advertiser_id) if value is not None else None
+            if entry is not None:
+                return entry["a"], float(entry["e"])
+            return self.access.get(advertiser_id)
 
     def delete_tokens(self, advertiser_id):
         with self._lock:

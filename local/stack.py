@@ -15,7 +15,7 @@ import socket
 from contextlib import contextmanager
 from typing import Callable
 
-from adsauth import schema
+from adsauth import packs, schema
 
 from local.emulator import Emulator
 from local.gateway import LocalGateway, Route
@@ -51,6 +51,60 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stored_tokens(advertiser_id: str, *, pack: str | None = None) -> dict | None:
+    """An advertiser's tokens wherever they are stored now (for tests and the demo, which must
+    hold in either token layout): in the pack its table item names (``pack``: look in this one
+    instead, e.g. the pack it was in before a revoke), else in its own two secrets.
+
+    Returns ``{"refresh_token", "access_token", "expires_at", "where": "pack" | "own", "pack":
+    pack id ("" for its own), "members": how many advertisers that access secret serves}``, a token
+    missing in that place as None; None when neither place holds any of its tokens. The values are
+    tokens: compare them, never print them."""
+    import boto3
+
+    prefix = os.environ.get("SECRET_PREFIX", SECRET_PREFIX)
+    if pack is None:
+        table = boto3.resource("dynamodb").Table(os.environ.get("TABLE_NAME", TABLE_NAME))
+        item = table.get_item(Key=schema.advertiser_key(advertiser_id), ConsistentRead=True).get("Item") or {}
+        pack = item.get("pack") or ""
+    if pack:
+        refresh = _entries(_secret_value(packs.refresh_name(prefix, pack)))
+        access = _entries(_secret_value(packs.access_name(prefix, pack)))
+        r, a = refresh.get(advertiser_id), access.get(advertiser_id)
+        if r is not None or a is not None:
+            r, a = r or {}, a or {}
+            return {"refresh_token": r.get("r"), "access_token": a.get("a"), "expires_at": a.get("e"),
+                    "where": "pack", "pack": pack, "members": len(access)}
+    refresh = _secret_value(f"{prefix}refresh/{advertiser_id}")
+    access = _secret_value(f"{prefix}access/{advertiser_id}")
+    if refresh is None and access is None:
+        return None
+    r, a = refresh or {}, access or {}
+    return {"refresh_token": r.get("refresh_token"), "access_token": a.get("access_token"),
+            "expires_at": a.get("expires_at"), "where": "own", "pack": "", "members": 1}
+
+
+def _secret_value(name: str) -> dict | None:
+    """A secret's JSON value; None when it does not exist (or is deleted, awaiting removal)."""
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    try:
+        text = client.get_secret_value(SecretId=name)["SecretString"]
+    except (client.exceptions.ResourceNotFoundException, client.exceptions.InvalidRequestException):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:  # never chained: the error could quote the value
+        value = None
+    return value if isinstance(value, dict) else {}  # malformed: present, holding no token
+
+
+def _entries(value: dict | None) -> dict[str, dict]:
+    entries = (value or {}).get("entries")
+    return {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
 
 
 class LocalStack:
@@ -95,6 +149,7 @@ class LocalStack:
             "LWA_CLIENT_ID": CLIENT_ID,
             "LWA_CLIENT_SECRET_NAME": CLIENT_SECRET_NAME,
             "SECRET_PREFIX": SECRET_PREFIX,
+            "TOKEN_LAYOUT": "packed",  # the default of new stacks (cdk.json token_layout)
             "HTTP_TIMEOUT_SECONDS": "2",
             "HTTP_BACKOFF_CAP_SECONDS": "0.5",
             "POWERTOOLS_SERVICE_NAME": "adsauth",

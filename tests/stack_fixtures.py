@@ -135,3 +135,18 @@ def state_items() -> list[dict]:
     table = boto3.resource("dynamodb").Table("adsauth-local")
     items = table.scan()["Items"]  # test-only inspection of the whole table
     return [i for i in items if i["pk"].startswith("STATE#")]
+
+
+def into_a_new_pack(advertiser_id: str) -> str:
+    """Move a connected advertiser of its own secrets into a new pack now, through the pack job
+    ``migrate-layout`` runs (one LwA refresh); its new tokens are remembered as sensitive (the
+    leak checks look for them). Returns the pack id."""
+    from adsauth import packs, wiring
+    from local.stack import stored_tokens
+
+    job = packs.PackJob(packs.new_pack_id(), (), (advertiser_id,))
+    assert [r.outcome for r in wiring.refresher().refresh_pack(job)] == ["refreshed"]
+    found = stored_tokens(advertiser_id)
+    assert found is not None and found["where"] == "pack" and found["pack"] == job.pack_id
+    remember(found["refresh_token"], found["access_token"])
+    return job.pack_id

@@ -42,6 +42,7 @@ STACK_OUTPUTS = {
     "OperatorName": "OPERATOR_NAME",
     "SecretsKeyArn": "SECRETS_KMS_KEY_ID",  # `refresh` may create an access-token secret
     "EventBusName": "EVENT_BUS_NAME",  # invite, reinvite, revoke and import announce their transitions
+    "TokenLayout": "TOKEN_LAYOUT",  # migrate-layout moves tokens to the deployed layout
 }
 
 CAUSE = re.compile(r"[a-z][a-z_]{0,39}")  # fullmatch; a fixed code: it goes into an EventBridge event
@@ -332,6 +333,21 @@ def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_migrate_layout(args: argparse.Namespace, settings: Settings) -> int:
+    from adsauth.migrate import migrate_layout
+    from adsauth.wiring import refresher
+
+    if args.pack_size is not None and not 1 <= args.pack_size <= 100:
+        raise UsageError("--pack-size must be from 1 to 100")
+    summary = migrate_layout(refresher(), args.to, pack_size=args.pack_size, progress=print)
+    print(f"moved {summary['moved']} advertiser(s) to the {summary['to']} layout; packs now: {summary['packs']}")
+    if summary["not_moved"]:
+        print(f"not moved ({len(summary['not_moved'])}; they move at their next refresh, or run this again): "
+              + ", ".join(summary["not_moved"][:20]) + (" …" if len(summary["not_moved"]) > 20 else ""))
+        return 1
+    return 0
+
+
 # --- import: a refresh token obtained elsewhere (adsauth.cli_import) -------------------------------
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from adsauth.cli_import import run_import
@@ -368,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("advertiser")
     revoke.add_argument("--yes", action="store_true", help="confirm")
     revoke.add_argument("--cause", default="operator", help="a code for the audit trail and the event, e.g. contract_ended")
+    migrate = commands.add_parser(
+        "migrate-layout", help="move every advertiser's tokens to the deployed token_layout now (no gap for downstream)")
+    migrate.add_argument("--to", required=True, choices=("packed", "per_advertiser"),
+                         help="the layout the stack was deployed with (token_layout in cdk.json)")
+    migrate.add_argument("--pack-size", type=int, help="advertisers per new pack (default: as many as fit, at most 100)")
     imp = commands.add_parser(
         "import", help="record a connected advertiser from a refresh token read on standard input (never an argument)")
     imp.add_argument("--name", help="advertiser or business name")
@@ -388,6 +409,7 @@ COMMANDS = {
     "refresh": cmd_refresh,
     "revoke": cmd_revoke,
     "import": cmd_import,
+    "migrate-layout": cmd_migrate_layout,
 }
 
 

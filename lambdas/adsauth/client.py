@@ -1,15 +1,23 @@
 """What downstream Lambdas import: an access token with time left for an advertiser or a profile
 (``get_access_token``), and ``AdsApiSession``, which sends it to the profile's regional Ads API host.
 
-Only the access-token secret (``<prefix>access/<advertiser>``) and the table are read, never a refresh
-token or the LwA client secret. Tokens are cached in memory for at most five minutes and never past the
-point where they would lack the promised time. The cache is ours, not Powertools', because its lifetime
-depends on the value read (``expires_at``). No error message and no ``repr`` ever holds a token value.
+Only access-token secrets and the table are read, never a refresh token or the LwA client secret.
+The advertiser's item (one GetItem per cache miss) gives its status and where its token is: its own
+secret ``<prefix>access/<advertiser>``, or, when it names a ``pack``, its entry in the shared secret
+``<prefix>access/packs/<pack>`` (``adsauth.packs``). A move between the two writes the new place
+before the pointer and removes the old one after it, so a token missing where the item said is looked
+for once in the other place (and, if still missing, where the item says now).
+
+Tokens are cached in memory for at most five minutes and never past the point where they would lack
+the promised time; a pack's entries too, per pack, so advertisers of one pack cost one read of its
+secret. The cache is ours, not Powertools', because its lifetime depends on the value read
+(``expires_at``). No error message and no ``repr`` ever holds a token value.
 """
 
 from __future__ import annotations
 
 import json as jsonlib
+import math
 import os
 import threading
 import time
@@ -18,7 +26,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlencode
 
-from adsauth import schema
+from adsauth import packs, schema
 from adsauth.regions import Endpoints, Region, endpoints_from_env
 
 if TYPE_CHECKING:  # urllib3 costs ~100 ms to import: only sessions pay for it
@@ -148,14 +156,16 @@ class AccessToken:
 
 _lock = threading.Lock()
 _tokens: dict[str, tuple[AccessToken, float]] = {}  # advertiser -> (token, cached until)
+_packs: dict[str, tuple[dict[str, dict], float]] = {}  # pack -> (entries, read at)
 _profiles: dict[int, tuple[str, float]] = {}  # profile -> (advertiser, cached until)
 _regions: dict[int, Region] = {}
 
 
 def clear_cache() -> None:
-    """Forget cached tokens, profile mappings, configuration and AWS clients."""
+    """Forget cached tokens and packs, profile mappings, configuration and AWS clients."""
     with _lock:
         _tokens.clear()
+        _packs.clear()
         _profiles.clear()
         _regions.clear()
     for cached in (get_config, _session, _secrets, _store):
@@ -189,19 +199,32 @@ def _token(advertiser_id: str, minimum: float, *, force: bool) -> AccessToken:
         cached, now = _tokens.get(advertiser_id), _clock()
         if cached and now < cached[1] and cached[0].remaining_seconds(now) >= minimum:
             return cached[0]
-    token = _read_token(advertiser_id)
-    status = advertiser_status(advertiser_id)  # once per cache miss: the lifecycle decides, not the secret
-    if status not in SERVING_STATUSES:
-        with _lock:
-            _tokens.pop(advertiser_id, None)
-        if status in REAUTH_STATUSES:
-            raise NeedsReauthorization(advertiser_id)
-        raise AdvertiserNotFound(advertiser_id=advertiser_id)
-    remaining = token.remaining_seconds()
-    max_age = min(MAX_CACHE_SECONDS, remaining - minimum)
+    # Once per cache miss: the item says where the token is; the lifecycle decides, not the
+    # secret, and it is asked again AFTER the token is read, so a revoke that raced the read
+    # (status first, tokens deleted after) is seen before the token is served.
+    status, pack = _advertiser(advertiser_id)
+    _refuse_unless_serving(advertiser_id, status)
+    found = _read_token(advertiser_id, pack, minimum, force=force)
+    if found is not None:
+        status = _advertiser(advertiser_id)[0]
+        _refuse_unless_serving(advertiser_id, status)
+    if found is None:  # in neither place: a move may have finished since the item was read
+        tried = pack
+        status, pack = _advertiser(advertiser_id, consistent=True)
+        _refuse_unless_serving(advertiser_id, status)
+        found = _from_pack(advertiser_id, pack, minimum, force=force) if pack and pack != tried else None
+        if found is None:
+            if status in REAUTH_STATUSES:
+                raise NeedsReauthorization(advertiser_id)
+            raise AdvertiserNotFound(advertiser_id=advertiser_id)
+    token, read_at = found
+    now = _clock()
+    remaining = token.remaining_seconds(now)
+    # a token read from a cached pack is as old as that read
+    until = min(read_at + MAX_CACHE_SECONDS, now + remaining - minimum)
     with _lock:
-        if max_age > 0:
-            _tokens[advertiser_id] = (token, _clock() + max_age)
+        if until > now:
+            _tokens[advertiser_id] = (token, until)
         else:  # never keep a token that no longer has the promised time left
             _tokens.pop(advertiser_id, None)
     if remaining < minimum:
@@ -211,26 +234,102 @@ def _token(advertiser_id: str, minimum: float, *, force: bool) -> AccessToken:
     return token
 
 
-def _read_token(advertiser_id: str) -> AccessToken:
+def _refuse_unless_serving(advertiser_id: str, status: str | None) -> None:
+    if status in SERVING_STATUSES:
+        return
+    with _lock:
+        _tokens.pop(advertiser_id, None)
+    if status in REAUTH_STATUSES:
+        raise NeedsReauthorization(advertiser_id)
+    raise AdvertiserNotFound(advertiser_id=advertiser_id)
+
+
+def _read_token(advertiser_id: str, pack: str, minimum: float, *, force: bool) -> tuple[AccessToken, float] | None:
+    """The token where the item says, else in the other place (a move in progress); with the time
+    it was read. None: in neither place."""
+    if pack:
+        found = _from_pack(advertiser_id, pack, minimum, force=force)
+        if found is not None:
+            return found
+    return _from_own_secret(advertiser_id)
+
+
+def _from_own_secret(advertiser_id: str) -> tuple[AccessToken, float] | None:
+    text = _secret_string(f"{get_config().secret_prefix}access/{advertiser_id}")
+    if text is None:
+        return None
+    try:
+        value = jsonlib.loads(text)
+    except ValueError:  # raised outside: the parse error (its context) could quote the value
+        value = None
+    if not isinstance(value, dict):
+        raise TokenUnavailable(advertiser_id)
+    return _parse(advertiser_id, value.get("access_token"), value.get("expires_at")), _clock()
+
+
+def _from_pack(advertiser_id: str, pack_id: str, minimum: float, *, force: bool) -> tuple[AccessToken, float] | None:
+    """The advertiser's entry in the pack, from the cached copy when that has it with enough time
+    left, else from a new read of the pack's secret. None: the pack holds no entry for it."""
+    cached = None if force else _packs.get(pack_id)
+    if cached and _clock() < cached[1] + MAX_CACHE_SECONDS:
+        entries, read_at = cached
+        try:
+            token = _entry_token(advertiser_id, entries.get(advertiser_id))
+        except TokenUnavailable:
+            token = None  # perhaps rewritten since: read once more
+        if token is not None and token.remaining_seconds() >= minimum:
+            return token, read_at
+        # joined the pack or renewed since that read (or the refresher is late): read it once more
+    entries, read_at = _read_pack(pack_id)
+    token = _entry_token(advertiser_id, entries.get(advertiser_id))
+    return None if token is None else (token, read_at)
+
+
+def _read_pack(pack_id: str) -> tuple[dict[str, dict], float]:
+    text = _secret_string(packs.access_name(get_config().secret_prefix, pack_id))
+    entries, read_at = packs.decode(text), _clock()
+    with _lock:
+        if text is None:
+            _packs.pop(pack_id, None)
+        else:
+            _packs[pack_id] = (entries, read_at)
+    return entries, read_at
+
+
+def _entry_token(advertiser_id: str, entry: dict | None) -> AccessToken | None:
+    return None if entry is None else _parse(advertiser_id, entry.get("a"), entry.get("e"))
+
+
+def _parse(advertiser_id: str, value: Any, expires_at: Any) -> AccessToken:
+    # checked, not converted: a conversion error (even suppressed, as __context__) could quote a value
+    number = isinstance(expires_at, (int, float)) and not isinstance(expires_at, bool)
+    if not (isinstance(value, str) and value and number and math.isfinite(expires_at)):
+        raise TokenUnavailable(advertiser_id)
+    return AccessToken(value, float(expires_at), advertiser_id)
+
+
+def _secret_string(name: str) -> str | None:
+    """A secret's current value; None when the secret does not exist."""
     client = _secrets()
     try:
-        secret = client.get_secret_value(SecretId=f"{get_config().secret_prefix}access/{advertiser_id}")
+        return client.get_secret_value(SecretId=name).get("SecretString", "")  # binary: malformed
     except client.exceptions.ResourceNotFoundException:
-        if advertiser_status(advertiser_id) in REAUTH_STATUSES:
-            raise NeedsReauthorization(advertiser_id) from None
-        raise AdvertiserNotFound(advertiser_id=advertiser_id) from None
-    try:
-        value = jsonlib.loads(secret["SecretString"])
-        token = AccessToken(str(value["access_token"]), float(value["expires_at"]), advertiser_id)
-    except (KeyError, TypeError, ValueError):  # never chain: the parse error could quote the value
-        raise TokenUnavailable(advertiser_id) from None
-    return token
+        return None
 
 
 def advertiser_status(advertiser_id: str) -> str | None:
-    item = _store().table.get_item(Key=schema.advertiser_key(advertiser_id), ProjectionExpression="#s",
-                                   ExpressionAttributeNames={"#s": "status"}).get("Item")
-    return item.get("status") if item else None
+    return _advertiser(advertiser_id)[0]
+
+
+def _advertiser(advertiser_id: str, *, consistent: bool = False) -> tuple[str | None, str]:
+    """The advertiser's status and pack ("": its own secrets) in one GetItem; (None, "") when unknown."""
+    item = _store().table.get_item(Key=schema.advertiser_key(advertiser_id), ProjectionExpression="#s, #p",
+                                   ExpressionAttributeNames={"#s": "status", "#p": "pack"},
+                                   ConsistentRead=consistent).get("Item")
+    if not item:
+        return None, ""
+    pack = item.get("pack")
+    return item.get("status"), pack if isinstance(pack, str) else ""
 
 
 def advertiser_for_profile(profile_id: int) -> str:

@@ -27,12 +27,15 @@ a harmless duplicate (a worker refreshes only what is due, under the advertiser'
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from adsauth import packs
 from adsauth.models import DueAdvertiser, DueSchedule
 from adsauth.ports import RefreshQueue, RefreshStore
 
 SQS_BATCH = 10
+SNOOZES_AT_ONCE = 10
 DISPATCH_LEASE_SECONDS = 60.0  # the dispatcher's timeout: without a context, a run's lease lasts that long
 
 
@@ -45,9 +48,11 @@ def dispatch_due(
     *,
     on_due: Callable[[list[DueAdvertiser]], None] | None = None,
     lease_seconds: float = DISPATCH_LEASE_SECONDS,
+    layout: str = "per_advertiser",
 ) -> int | None:
     """How many advertisers were queued; None when another run holds the lease. ``on_due`` sees
-    them first (the dispatcher reports the oldest token among them)."""
+    the ones due now first (the dispatcher reports the oldest token among them). A pack is one
+    job (``packs.plan``): its members due within the alignment window ride along."""
     if store.platform_paused_until(now) is not None:
         return 0  # LwA refused our client: the run stops instead of hammering it
     if queue is None:
@@ -56,19 +61,43 @@ def dispatch_due(
     if not store.acquire_dispatch_lease(owner, now, now + lease_seconds):
         return None
     try:
-        due = list(store.due_advertisers(now + schedule.lead_seconds))
+        horizon = now + schedule.lead_seconds
+        window = list(store.due_advertisers(horizon + packs.ALIGN_SECONDS))
+        due = [d for d in window if d.due_at < horizon]
         if on_due is not None:
             on_due(due)
-        snooze_until = now + schedule.lead_seconds + schedule.redispatch_seconds
+        triggered = any(d.pack for d in due)
+        joining = layout == "packed" and (triggered or any(not d.pack for d in due))
+        lobby = store.lobby() if joining and triggered else []
+        alone, jobs = packs.plan(window, horizon, layout, store.list_packs() if joining else None, lobby)
+        entries = {d.advertiser_id: d for d in window}
+        waiting = set(lobby)  # a joiner in the lobby leaves it, whether it is due or not
+        taken = [a for job in jobs for a in job.joiners if a in waiting]
+        snooze_until = horizon + schedule.redispatch_seconds
         queued = 0
-        for start in range(0, len(due), SQS_BATCH):
+        units: list[list[str] | packs.PackJob] = [alone[i : i + SQS_BATCH] for i in range(0, len(alone), SQS_BATCH)]
+        units += [jobs[i : i + SQS_BATCH] for i in range(0, len(jobs), SQS_BATCH)]
+        for chunk in units:
             if clock() - started >= lease_seconds:
                 break  # our lease has lapsed: a newer run may be queueing these right now
-            chunk = due[start : start + SQS_BATCH]
-            queue.send([d.advertiser_id for d in chunk])
-            queued += len(chunk)
-            for entry in chunk:  # after sending: a lost snooze costs a duplicate, never a refresh
-                store.snooze(entry, snooze_until)
+            if chunk and isinstance(chunk[0], packs.PackJob):
+                queue.send_packs(chunk)
+                ids = [a for job in chunk for a in job.advertisers()]
+            else:
+                queue.send(chunk)
+                ids = chunk
+            queued += len(ids)
+            # after sending: a lost snooze costs a duplicate, never a refresh. At once, a batch
+            # at a time: at 100,000 advertisers a run snoozes ~2,000 (one conditional write each)
+            snoozes = [entries[a] for a in ids if a in entries]
+            if len(snoozes) > 1:
+                with ThreadPoolExecutor(max_workers=SNOOZES_AT_ONCE, thread_name_prefix="snooze") as pool:
+                    list(pool.map(lambda entry: store.snooze(entry, snooze_until), snoozes))
+            else:
+                for entry in snoozes:
+                    store.snooze(entry, snooze_until)
+        if taken:  # after sending: one that stays in the lobby is just taken again
+            store.leave_lobby(taken)
         return queued
     finally:
         store.release_dispatch_lease(owner)

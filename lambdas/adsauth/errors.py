@@ -210,6 +210,13 @@ class RefreshTokenSuperseded(AdsAuthError):
     message = "A newer refresh token was stored meanwhile; this one is discarded."
 
 
+class PackTooLarge(AdsAuthError):
+    """A pack's value would exceed what one secret holds; nothing was written."""
+
+    code = "pack_too_large"
+    message = "The pack's tokens do not fit one secret value; its newest members move out."
+
+
 class TokensDeleted(AdsAuthError):
     """The advertiser's secrets are gone (revoked meanwhile); the refresher never recreates them."""
 

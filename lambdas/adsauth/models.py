@@ -70,6 +70,7 @@ class Advertiser:
     grant_expiry_basis: str = ""  # consent | token_response | unknown_consent | none (see grants)
     reconsent_pending: bool = False  # a re-consent invitation is out; the grant still serves
     reconsent_leads_sent: tuple[int, ...] = ()  # the lead days whose re-consent was started
+    pack: str = ""  # the pack holding its tokens (``adsauth.packs``); "" = its own two secrets
 
     def invitation_open(self, now: float) -> bool:
         return bool(self.invitation_hash) and (self.invitation_expires_at or 0) > now
@@ -241,6 +242,8 @@ class DueAdvertiser:
     advertiser_id: str
     due_sk: str  # the deadline as stored, to snooze it only if no one moved it meanwhile
     token_expires_at: float | None = None  # for the dispatcher's oldest-token-age metric
+    pack: str = ""  # its pack ("" = its own secrets): the dispatcher queues a pack as one job
+    due_at: float = 0.0  # the deadline as a number
 
 
 @dataclass(frozen=True)

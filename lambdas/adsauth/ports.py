@@ -3,7 +3,7 @@ implement them in memory."""
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 from adsauth.models import (
     Advertiser,
@@ -20,6 +20,7 @@ from adsauth.models import (
     TokenEvent,
     TokenSet,
 )
+from adsauth.packs import PackInfo, PackJob, PackValue
 from adsauth.regions import Region
 
 
@@ -95,7 +96,10 @@ class RefreshStore(Protocol):
         now: float,
         profiles_at: float | None = None,
         pending_regions: Sequence[Region] | None = None,
-    ) -> bool: ...
+        pack: str | None = None,
+    ) -> bool:
+        """``pack``: None leaves the advertiser's ``pack`` as it is, "" removes it (its own
+        secrets hold its tokens), an id sets it; in the same conditional write."""
     def record_refresh_error(self, advertiser_id: str, reason: str, now: float) -> None: ...
     def record_grant(self, advertiser_id: str, grant: Grant, lease: Lease) -> bool: ...
     def note_reconsent_leads(self, advertiser: Advertiser, leads: Sequence[int], lease: Lease,
@@ -108,6 +112,25 @@ class RefreshStore(Protocol):
     def platform_paused_until(self, now: float) -> float | None: ...
     def pause_platform(self, reason: str, now: float, until: float) -> bool:
         """Pause refreshes until ``until``; True when this call started the pause."""
+    # --- packs (``adsauth.packs``) -----------------------------------------------------------------
+    def acquire_pack_lease(self, pack_id: str, owner: str, now: float, until: float) -> bool:
+        """Take pack ``pack_id``'s lease (creating its item when absent) unless another owner
+        holds an unexpired one."""
+    def release_pack_lease(self, pack_id: str, owner: str) -> None: ...
+    def record_pack(self, pack_id: str, owner: str, *, members: int, size: int, now: float) -> bool:
+        """The pack's member count and value size after a write, while ``owner`` holds its
+        lease; a pack left without members loses its item."""
+    def list_packs(self) -> list[PackInfo]:
+        """Every pack (an index query, never a scan)."""
+    def pack_pointers(self, advertiser_ids: Sequence[str]) -> dict[str, tuple[AdvertiserStatus, str]]:
+        """Status and ``pack`` of each of these advertisers that exists."""
+    def lobby(self) -> list[str]:
+        """Advertisers of their own secrets waiting to join a pack (one item, ``PACK#lobby``)."""
+    def enter_lobby(self, advertiser_id: str) -> None: ...
+    def leave_lobby(self, advertiser_ids: Sequence[str]) -> None: ...
+    def set_pack(self, advertiser_id: str, pack: str, lease: Lease) -> bool:
+        """Point the advertiser at ``pack`` ("" = its own secrets) without a refresh, while
+        ``lease`` is held on the same grant and it is connected."""
 
 
 class TokenVault(Protocol):
@@ -127,6 +150,16 @@ class RefreshVault(TokenVault, Protocol):
         """Store ``refresh_token`` as the successor of version ``replaces``; raises
         ``RefreshTokenSuperseded`` when that version already has a successor."""
     def delete_tokens(self, advertiser_id: str) -> None: ...
+    def read_pack(self, kind: str, pack_id: str) -> PackValue:
+        """Pack secret ``kind`` ("refresh" or "access"); ``PackValue(None)`` when it does not exist."""
+    def write_pack(self, kind: str, pack_id: str, base: PackValue,
+                   changes: Mapping[str, dict | None]) -> tuple[PackValue, set[str]]:
+        """Write ``changes`` (advertiser → entry, None: remove) made against ``base``, merged
+        (``packs.merge``) with whatever was written since; returns the value written and the
+        advertisers whose change was dropped. ``PackTooLarge`` when the value would not fit."""
+    def delete_pack(self, pack_id: str) -> None: ...
+    def get_access_token(self, advertiser_id: str) -> tuple[str, float]:
+        """The advertiser's own access token and its expiry (a move without a refresh)."""
 
 
 class LwaClient(Protocol):
@@ -142,6 +175,8 @@ class LwaRefresher(Protocol):
 class RefreshQueue(Protocol):
     def send(self, advertiser_ids: Sequence[str]) -> None:
         """Queue one refresh job per advertiser (the adapter sends batches of 10)."""
+    def send_packs(self, jobs: Sequence[PackJob]) -> None:
+        """Queue one refresh job per pack (``PackJob.body``)."""
 
 
 class Mailer(Protocol):

@@ -47,7 +47,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -71,6 +71,7 @@ from adsauth.errors import (
     TokensDeleted,
     TransitionRefused,
 )
+from adsauth.packs import PackJob
 from adsauth.models import (
     Advertiser,
     AdvertiserStatus,
@@ -79,6 +80,7 @@ from adsauth.models import (
     ProfilesResult,
     RefreshResult,
     StoredRefreshToken,
+    TokenSet,
 )
 from adsauth.profiles import list_in_regions
 from adsauth.ports import EventPublisher, LwaRefresher, Mailer, Notifier, ProfilesClient, RefreshQueue, RefreshStore, RefreshVault
@@ -97,6 +99,17 @@ LWA_TRUST_SECONDS = 60  # after LwA accepted our client, calls may run in parall
 ROTATED_SAVE_ATTEMPTS = 4  # a rotated refresh token is the only copy of the grant: try hard
 ROTATED_SAVE_BACKOFF_CAP = 4.0
 REVOKE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Held:
+    """An advertiser whose lease is held and whose token is due: what ``_begin`` hands over."""
+
+    lease: Lease
+    advertiser: Advertiser
+    cause: str  # schedule | profiles | forced
+    reconsent: int | None = None
+    expiring: bool = False
 
 
 def _when(epoch: float | None) -> str:
@@ -145,7 +158,7 @@ class Refresher:
         when another run holds the dispatch lease (``adsauth.dispatch``, its transitions)."""
         now = self.clock() if now is None else now
         return dispatch_due(self.store, self.queue, self.schedule, self.clock, now,
-                            on_due=on_due, lease_seconds=lease_seconds)
+                            on_due=on_due, lease_seconds=lease_seconds, layout=self.settings.token_layout)
 
     # --- one advertiser ------------------------------------------------------------------------
     def refresh(self, advertiser_id: str, *, force: bool = False) -> RefreshResult:
@@ -160,9 +173,24 @@ class Refresher:
         way: one LwA call, for an on-demand request."""
         return self._run(advertiser_id, force_token=True, force_profiles=True)
 
+    def refresh_pack(self, job: PackJob, *, force: bool = False, run_all=None, deadline=None) -> list[RefreshResult]:
+        """One pack's job (``adsauth.packs``): its members due within the alignment window and
+        its joiners refreshed together, their tokens written in one write per pack secret.
+        ``run_all(f, items)`` maps the per-advertiser work (the worker passes a thread pool);
+        past ``deadline`` (``adsauth.deadline.Deadline``) no further refresh is started."""
+        return self._pack_job(job, force_token=force, force_profiles=False, run_all=run_all, deadline=deadline)
+
+    def _pack_job(self, job: PackJob, *, force_token: bool, force_profiles: bool, run_all=None,
+                  deadline=None) -> list[RefreshResult]:
+        from adsauth.pack_refresh import run_pack_job
+
+        return run_pack_job(self, job, force_token=force_token, force_profiles=force_profiles, run_all=run_all,
+                            deadline=deadline)
+
     def revoke(self, advertiser_id: str, *, cause: str = "operator") -> None:
         """Mark the advertiser ``revoked`` with a new generation **first** (no refresh, link or
-        state of it can write anything from then on), then delete both token secrets; its
+        state of it can write anything from then on), then delete both token secrets (or its
+        entries of its pack's two secrets; a pack job that was moving it in removes them too); its
         records and history stay. (LwA has no revocation endpoint: the grant itself ends when the
         advertiser removes the app in their Amazon account, or by disuse.)"""
         for _ in range(REVOKE_ATTEMPTS):  # an operator's revoke always wins: re-read and retry
@@ -176,6 +204,14 @@ class Refresher:
         else:
             raise TransitionRefused(REFUSED["changed"])
         self.vault.delete_tokens(advertiser_id)
+        # its entries go from the pack's secrets at once, not at the pack's next job: from the pack
+        # it was read in and the one its item names now (a job may have moved it in since the read;
+        # none can move it once it is revoked)
+        latest = self.store.get_advertiser(advertiser_id)
+        for pack in dict.fromkeys(p for p in (advertiser.pack, latest.pack if latest else "") if p):
+            from adsauth.pack_refresh import remove_from_pack
+
+            remove_from_pack(self.vault, pack, advertiser_id)
         self.store.add_event(advertiser_id, "revoked", cause, now)
         relay(self.store, self.publisher, announced)
 
@@ -184,22 +220,49 @@ class Refresher:
         return relay(self.store, self.publisher)
 
     def _run(self, advertiser_id: str, *, force_token: bool, force_profiles: bool) -> RefreshResult:
-        now = self.clock()
         advertiser = self.store.get_advertiser(advertiser_id)
         if advertiser is None:
             raise AdvertiserUnknown()
+        if advertiser.pack and advertiser.status is AdvertiserStatus.CONNECTED:
+            # its tokens are in a pack: refreshed by that pack's job (alone here: an operator's
+            # request, or a job queued before it joined)
+            return self._pack_job(PackJob(advertiser.pack, (advertiser_id,)), force_token=force_token,
+                                  force_profiles=force_profiles)[0]
+        held = self._begin(advertiser, force_token=force_token, force_profiles=force_profiles)
+        if isinstance(held, RefreshResult):
+            return held
+        try:
+            result = self._refresh_held(held.advertiser, held.lease, held.cause, force_profiles)
+            if result.outcome == "refreshed" and self.settings.token_layout == "packed":
+                self.store.enter_lobby(advertiser_id)  # a pack with room takes it in at its next job
+            return self._decorate(result, held)
+        except (LwaError, RefreshTokenUnsaved):
+            raise  # its reason is recorded already
+        except Exception:  # a secret or table write failed: SQS delivers the job again
+            self._note_error(advertiser_id, "refresh_incomplete")
+            raise
+        finally:
+            self.store.release_lease(held.lease)
+
+    def _begin(self, advertiser: Advertiser, *, force_token: bool, force_profiles: bool, early: float = 0.0,
+               lease_until: float | None = None) -> RefreshResult | Held:
+        """Everything before the refresh itself: the due check (``early``: seconds ahead, for a
+        pack's members due soon), the pause, the advertiser's lease, grant expiry and re-consent.
+        Returns the final result (no lease kept), or the lease held and what to refresh."""
+        advertiser_id, now = advertiser.advertiser_id, self.clock()
         if advertiser.status is not AdvertiserStatus.CONNECTED:
             return RefreshResult(advertiser_id, "not_connected", reason=advertiser.status.value)
-        if not self._due(advertiser, now, force_token, force_profiles):
+        if not self._due(advertiser, now + early, force_token, force_profiles):
             return self._fresh(advertiser)
         if self.store.platform_paused_until(now) is not None:
             return RefreshResult(advertiser_id, "paused", reason="invalid_client")
         taken = self.store.acquire_lease(
-            advertiser_id, uuid.uuid4().hex, now, now + self.settings.refresh_lease_seconds
+            advertiser_id, uuid.uuid4().hex, now, lease_until or now + self.settings.refresh_lease_seconds
         )
         if taken is None:
             return RefreshResult(advertiser_id, "busy")  # the holder does the work
         lease, advertiser = taken  # the advertiser as it was when the lease was taken
+        handed_over = False
         try:
             if advertiser.status is not AdvertiserStatus.CONNECTED:
                 return RefreshResult(advertiser_id, "not_connected", reason=advertiser.status.value)
@@ -214,20 +277,20 @@ class Refresher:
             reconsent = self._maybe_reconsent(advertiser, lease, now)
             if reconsent:
                 advertiser = self.store.get_advertiser(advertiser_id) or advertiser
-            if not self._due(advertiser, now, force_token, force_profiles):
-                return replace(self._fresh(advertiser), reconsent_lead=reconsent, grant_expiring=expiring_soon(advertiser, self.settings, now))
+            expiring = expiring_soon(advertiser, self.settings, now)
+            if not self._due(advertiser, now + early, force_token, force_profiles):
+                return replace(self._fresh(advertiser), reconsent_lead=reconsent, grant_expiring=expiring)
             cause = "forced" if force_token else (
-                "schedule" if self.schedule.token_due(advertiser.token_expires_at, now) else "profiles")
-            try:
-                result = self._refresh_held(advertiser, lease, cause, force_profiles)
-                return replace(result, reconsent_lead=reconsent, grant_expiring=expiring_soon(advertiser, self.settings, now))
-            except (LwaError, RefreshTokenUnsaved):
-                raise  # its reason is recorded already
-            except Exception:  # a secret or table write failed: SQS delivers the job again
-                self._note_error(advertiser_id, "refresh_incomplete")
-                raise
+                "schedule" if self.schedule.token_due(advertiser.token_expires_at, now + early) else "profiles")
+            handed_over = True
+            return Held(lease, advertiser, cause, reconsent, expiring)
         finally:
-            self.store.release_lease(lease)
+            if not handed_over:
+                self.store.release_lease(lease)
+
+    @staticmethod
+    def _decorate(result: RefreshResult, held: Held) -> RefreshResult:
+        return replace(result, reconsent_lead=held.reconsent, grant_expiring=held.expiring)
 
     # --- grant expiry and re-consent ---------------------------------------------------------------
     def _maybe_reconsent(self, advertiser: Advertiser, lease: Lease, now: float) -> int | None:
@@ -300,6 +363,7 @@ class Refresher:
         return self.schedule.profiles_due_at(last, advertiser.pending_regions)
 
     def _due(self, advertiser: Advertiser, now: float, force_token: bool, force_profiles: bool) -> bool:
+        """Due at ``now`` (a pack's job asks a little ahead, see ``packs.ALIGN_SECONDS``)."""
         return (
             force_token
             or force_profiles
@@ -324,17 +388,53 @@ class Refresher:
         return RefreshResult(advertiser.advertiser_id, "fresh", token_expires_at=advertiser.token_expires_at)
 
     def _refresh_held(self, advertiser: Advertiser, lease: Lease, cause: str, force_profiles: bool) -> RefreshResult:
+        """One advertiser of its own secrets: refresh token → LwA → rotated token → lease check →
+        access token → the advertiser item."""
         advertiser_id = advertiser.advertiser_id
         try:
             stored = self.vault.get_refresh_token(advertiser_id)
         except RefreshTokenMissing:
+            stored = None
+
+        def save(tokens: TokenSet, now: float) -> None:
+            self.vault.replace_refresh_token(advertiser_id, tokens.refresh_token, now, replaces=stored.version,
+                                             fence=lease.fence)
+
+        def current() -> str | None:
+            try:
+                return self.vault.get_refresh_token(advertiser_id).version
+            except RefreshTokenMissing:
+                return None
+
+        got = self._obtain(advertiser, lease, stored, save, current)
+        if isinstance(got, RefreshResult):
+            return got
+        tokens, rotated = got
+        now = self.clock()
+        held = self.store.hold_lease(lease, now, now + self.settings.refresh_lease_seconds)
+        if held is None:  # lost, or the advertiser is no longer connected (revoked meanwhile)
+            return RefreshResult(advertiser_id, "superseded", reason="lease_lost")
+        try:
+            self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
+        except TokensDeleted:  # revoked after the lease check: the secret is never created again
+            return RefreshResult(advertiser_id, "not_connected", reason="tokens_deleted")
+        return self._record(advertiser, held, tokens, rotated, cause, force_profiles)
+
+    def _obtain(self, advertiser: Advertiser, lease: Lease, stored: StoredRefreshToken | None,
+                save: Callable[[TokenSet, float], None], current: Callable[[], str | None]):
+        """LwA's answer for ``stored`` (None: no refresh token is stored), with a rotated refresh
+        token saved (``save``, given the whole answer) before anything else. Returns (tokens, rotated), or the result
+        when there is nothing to store. ``current``: the version stored now (``invalid_grant``
+        only means re-authorization when we sent the current token)."""
+        advertiser_id = advertiser.advertiser_id
+        if stored is None:
             return self._needs_reauth(advertiser, lease, "refresh_token_missing")
         try:
             tokens = self._call_lwa(advertiser.region, stored.value)
             if tokens is None:
                 return RefreshResult(advertiser_id, "paused", reason="invalid_client")
         except GrantInvalid:
-            return self._grant_rejected(advertiser, lease, stored)
+            return self._grant_rejected(advertiser, lease, stored, current)
         except (ClientRejected, ClientMisconfigured) as exc:  # refreshes are paused already
             self.store.record_refresh_error(advertiser_id, exc.code, self.clock())
             return RefreshResult(advertiser_id, "client_invalid", reason=exc.code)
@@ -346,24 +446,23 @@ class Refresher:
         except LwaError as exc:  # unavailable after the HTTP retries
             self.store.record_refresh_error(advertiser_id, exc.code, self.clock())
             raise
-        now = self.clock()
         rotated = tokens.refresh_token != stored.value
         if rotated:
             # The grant itself, before anything else (even the lease check: LwA has retired the old
             # token, so this one must not be dropped). The successor-version write refuses it if a
             # newer token was stored meanwhile.
+            saved_at = self.clock()  # one value for every attempt: a retry that landed is a no-op
             try:
-                self._save_rotated(advertiser_id, tokens.refresh_token, now, stored, lease.fence)
+                self._save_rotated(advertiser_id, lambda: save(tokens, saved_at))
             except RefreshTokenSuperseded:
                 return RefreshResult(advertiser_id, "superseded", reason="refresh_token_superseded")
-        held = self.store.hold_lease(lease, now, now + self.settings.refresh_lease_seconds)
-        if held is None:  # lost, or the advertiser is no longer connected (revoked meanwhile)
-            return RefreshResult(advertiser_id, "superseded", reason="lease_lost")
-        try:
-            self.vault.put_access_token(advertiser_id, tokens.access_token, tokens.expires_at)
-        except TokensDeleted:  # revoked after the lease check: the secret is never created again
-            return RefreshResult(advertiser_id, "not_connected", reason="tokens_deleted")
+        return tokens, rotated
 
+    def _record(self, advertiser: Advertiser, lease: Lease, tokens, rotated: bool, cause: str, force_profiles: bool,
+                *, pack: str | None = None) -> RefreshResult:
+        """The advertiser item after its new tokens are stored: expiry, deadline, profiles when
+        due (and ``pack``, see ``RefreshStore.record_refresh``)."""
+        advertiser_id, now = advertiser.advertiser_id, self.clock()
         profiles, profiles_at, pending = None, advertiser.profiles_at or advertiser.connected_at, advertiser.pending_regions
         # profiles ride along with the token refresh that comes before they are due
         if force_profiles or self._profiles_due_at(advertiser) <= tokens.expires_at - self.schedule.lead_seconds:
@@ -371,12 +470,13 @@ class Refresher:
             profiles_at, pending = now, tuple(Region(r) for r in profiles.regions_pending)
         recorded = self.store.record_refresh(
             advertiser_id,
-            lease=held,
+            lease=lease,
             token_expires_at=tokens.expires_at,
             due_at=self._deadline(advertiser, tokens.expires_at, profiles_at, pending),
             now=now,
             profiles_at=now if profiles is not None else None,
             pending_regions=pending if profiles is not None else None,
+            **({} if pack is None else {"pack": pack}),
         )
         if not recorded:
             return RefreshResult(advertiser_id, "superseded", reason="lease_lost")
@@ -387,12 +487,12 @@ class Refresher:
             advertiser_id, "refreshed", rotated=rotated, token_expires_at=tokens.expires_at, profiles=profiles
         )
 
-    def _save_rotated(self, advertiser_id: str, token: str, now: float, sent: StoredRefreshToken, fence: int) -> None:
-        """Store a rotated refresh token, retrying within the lease: it is the only copy of the
-        grant. A retry of a write that did land is a no-op (same version id, same value)."""
+    def _save_rotated(self, advertiser_id: str, write: Callable[[], None]) -> None:
+        """Store a rotated refresh token (``write``), retrying within the lease: it is the only
+        copy of the grant. A retry of a write that did land is a no-op (same version id, same value)."""
         for attempt in range(1, ROTATED_SAVE_ATTEMPTS + 1):
             try:
-                self.vault.replace_refresh_token(advertiser_id, token, now, replaces=sent.version, fence=fence)
+                write()
                 return
             except RefreshTokenSuperseded:
                 raise
@@ -446,12 +546,11 @@ class Refresher:
         )
 
     # --- failures --------------------------------------------------------------------------------
-    def _grant_rejected(self, advertiser: Advertiser, lease: Lease, sent: StoredRefreshToken) -> RefreshResult:
-        try:
-            current = self.vault.get_refresh_token(advertiser.advertiser_id).version
-        except RefreshTokenMissing:
-            current = sent.version
-        if current != sent.version:  # rotated by a newer lease holder: our copy was just outdated
+    def _grant_rejected(self, advertiser: Advertiser, lease: Lease, sent: StoredRefreshToken,
+                        current: Callable[[], str | None]) -> RefreshResult:
+        now_stored = current()
+        if now_stored is not None and now_stored != sent.version:
+            # rotated by a newer lease holder: our copy was just outdated
             return RefreshResult(advertiser.advertiser_id, "superseded", reason="refresh_token_superseded")
         return self._needs_reauth(advertiser, lease, "invalid_grant")
 

@@ -11,6 +11,8 @@ Access patterns, none of them a scan:
 | all advertisers (ops listing)             | index byKind: kind_pk=ADVERTISER, kind_sk=<id>        |
 | invitation by its token                   | pk=INVITE#<sha256(token)> sk=INVITE                   |
 | state by its value                        | pk=STATE#<sha256(state)>  sk=STATE                    |
+| pack by id (lease, members, size)         | pk=PACK#<id>           sk=PACK                        |
+| all packs (the dispatcher's admissions)   | index byKind: kind_pk=PACK, kind_sk=<id>              |
 
 Invitation tokens and OAuth states are stored only as SHA-256 hashes: the table never holds a
 value that could be replayed. ``ttl`` lets DynamoDB delete stale invitations and states; expiry is
@@ -33,6 +35,7 @@ KIND_INDEX = "byKind"
 KIND_INDEX_PK = "kind_pk"
 KIND_INDEX_SK = "kind_sk"
 ADVERTISER_KIND = "ADVERTISER"
+PACK_KIND = "PACK"  # packed token secrets (``adsauth.packs``)
 # Advertisers are spread over a few partitions of the expiry index so that thousands of them do
 # not share one hot key; the refresher queries each shard.
 EXPIRY_SHARDS = 4
@@ -52,6 +55,10 @@ def invitation_key(token_hash: str) -> dict[str, str]:
 
 def state_key(state_hash: str) -> dict[str, str]:
     return {PK: f"STATE#{state_hash}", SK: "STATE"}
+
+
+def pack_key(pack_id: str) -> dict[str, str]:
+    return {PK: f"PACK#{pack_id}", SK: "PACK"}
 
 
 def create_table_request(table_name: str) -> dict[str, Any]:

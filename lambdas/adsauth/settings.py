@@ -59,6 +59,9 @@ class Settings:
     refresh_lead_seconds: int = 720
     profile_refresh_seconds: int = 86400
     refresh_lease_seconds: int = 120
+    # where tokens live (``adsauth.packs``): "packed" (shared secrets) or "per_advertiser". A
+    # function whose environment predates the setting keeps the layout it was built for.
+    token_layout: str = "per_advertiser"
     # secrets created at runtime (optional: without them, Secrets Manager's defaults apply)
     secrets_kms_key_id: str = ""  # KMS key for new advertiser secrets (SECRETS_KMS_KEY_ID)
     # aws:PrincipalArn patterns that may read a refresh-token secret; everyone else is denied by a
@@ -170,6 +173,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         refresh_lead_seconds=lead,
         profile_refresh_seconds=int(_number(env, "PROFILE_REFRESH_SECONDS", 86400, int)),
         refresh_lease_seconds=int(_number(env, "REFRESH_LEASE_SECONDS", 120, int)),
+        token_layout=_layout(env),
         secrets_kms_key_id=env.get("SECRETS_KMS_KEY_ID", "").strip(),
         refresh_secret_readers=tuple(
             r.strip() for r in env.get("REFRESH_SECRET_READERS", "").split(",") if r.strip()
@@ -179,6 +183,15 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         reconsent_lead_days=leads,
         event_bus_name=env.get("EVENT_BUS_NAME", "").strip(),
     )
+
+
+def _layout(env: Mapping[str, str]) -> str:
+    from adsauth.packs import LAYOUTS
+
+    layout = env.get("TOKEN_LAYOUT", "").strip() or "per_advertiser"
+    if layout not in LAYOUTS:
+        raise SettingsError("environment variable TOKEN_LAYOUT must be packed or per_advertiser")
+    return layout
 
 
 @lru_cache(maxsize=1)

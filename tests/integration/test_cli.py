@@ -1,4 +1,7 @@
-"""The ops CLI against the local stack: invite, list, show, refresh, reinvite, cancel, revoke, import."""
+"""The ops CLI against the local stack: invite, list, show, refresh, reinvite, cancel, revoke, import.
+
+The stack runs the packed token layout: what a refresh or a revoke did to an advertiser's tokens
+is checked wherever they are (``local.stack.stored_tokens``: its own secrets or its pack's)."""
 
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ import boto3
 import pytest
 
 from adsauth import cli
-from local.stack import CLIENT_ID
+from local.stack import CLIENT_ID, stored_tokens
 from tests.conftest import remember
 from tests.integration.conftest import secret_names
+from tests.stack_fixtures import into_a_new_pack
 
 
 def browser_opens(stack, link: str):
@@ -50,6 +54,13 @@ def advertiser_of(out: str) -> str:
 def connect(browser, link: str) -> str:
     consent = browser.open(link)
     return browser.follow(browser.click(consent, "allow")).text
+
+
+def tokens(advertiser_id: str, **where) -> dict | None:
+    found = stored_tokens(advertiser_id, **where)
+    if found:
+        remember(found["refresh_token"], found["access_token"])
+    return found
 
 
 def test_invite_prints_a_link_to_our_api(stack, capsys, browser):
@@ -100,35 +111,43 @@ def test_unknown_advertiser_is_a_clear_error(stack, capsys, command):
     assert code == 1 and "no advertiser 'adv-000000000000'" in err
 
 
-def test_refresh_now_moves_the_expiry_and_replaces_the_token(stack, capsys, flow, emulator_clock):
+@pytest.mark.parametrize("place", ["own", "pack"])
+def test_refresh_now_moves_the_expiry_and_replaces_the_token(stack, capsys, flow, emulator_clock, place):
+    """Of an advertiser of its own secrets (a new grant) and of a pack's member."""
     f = flow()
     f.consent()
     f.callback()
-    name = f"adsauth/local/advertisers/access/{f.advertiser_id}"
-    sm = boto3.client("secretsmanager")
-    before = sm.get_secret_value(SecretId=name)["SecretString"]
+    pack = into_a_new_pack(f.advertiser_id) if place == "pack" else ""
+    before = tokens(f.advertiser_id)
+    assert (before["where"], before["pack"]) == (place, pack)
     expires_before = float(f.advertiser()["token_expires_at"])
+    calls = stack.emulator.count("token", grant_type="refresh_token")
     code, out, _ = run(capsys, "refresh", f.advertiser_id)
     assert code == 0 and "refresh:       refreshed" in out
-    after = sm.get_secret_value(SecretId=name)["SecretString"]
-    assert after != before
+    after = tokens(f.advertiser_id)
+    assert after["access_token"] != before["access_token"] and after["pack"] == pack  # replaced where it was
     assert float(f.advertiser()["token_expires_at"]) >= expires_before
-    assert stack.emulator.count("token", grant_type="refresh_token") == 1
+    assert float(f.advertiser()["token_expires_at"]) == pytest.approx(after["expires_at"], abs=1)
+    assert stack.emulator.count("token", grant_type="refresh_token") == calls + 1
 
 
-def test_revoke_deletes_tokens_and_keeps_records(stack, capsys, flow):
+@pytest.mark.parametrize("place", ["own", "pack"])
+def test_revoke_deletes_tokens_and_keeps_records(stack, capsys, flow, place):
     f = flow()
     f.consent()
     f.callback()
+    pack = into_a_new_pack(f.advertiser_id) if place == "pack" else ""
     code, _, err = run(capsys, "revoke", f.advertiser_id)
     assert code == 2 and "--yes" in err
-    assert f"adsauth/local/advertisers/refresh/{f.advertiser_id}" in secret_names()
+    assert tokens(f.advertiser_id)["where"] == place  # still there
+    assert (f"adsauth/local/advertisers/refresh/{f.advertiser_id}" in secret_names()) is (place == "own")
     code, out, _ = run(capsys, "revoke", f.advertiser_id, "--yes")
     assert code == 0
     names = secret_names()
     assert f"adsauth/local/advertisers/refresh/{f.advertiser_id}" not in names
     assert f"adsauth/local/advertisers/access/{f.advertiser_id}" not in names
-    assert f.advertiser()["status"] == "revoked"
+    assert f.advertiser()["status"] == "revoked" and tokens(f.advertiser_id) is None
+    assert pack == "" or tokens(f.advertiser_id, pack=pack) is None  # no entry left in the pack either
     code, out, _ = run(capsys, "show", f.advertiser_id)
     assert "revoked" in out.split("events")[1] and "profiles:" in out
 

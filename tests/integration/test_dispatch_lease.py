@@ -1,7 +1,11 @@
 """The dispatcher run's lease against moto, through the real dispatcher handler: overlapping and
 concurrent runs queue every due advertiser once, a skipped run returns normally and counts
 ``DispatchSkipped``, a run that outlived its lease cannot end its successor's, and the store's
-transitions behave the same on DynamoDB (moto) as on ``local.memory``."""
+transitions behave the same on DynamoDB (moto) as on ``local.memory``.
+
+The lease does not depend on the token layout, but how a run queues does (in the packed layout,
+advertisers of their own secrets go out as pack jobs, ``adsauth.packs``): the tests that count
+batches and wrap ``queue.send`` run the per-advertiser layout; one runs both."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import uuid
 import boto3
 import pytest
 
-from adsauth import schema, wiring
+from adsauth import packs, schema, wiring
 from adsauth.adapters.dynamo import expiry_shard, iso
 from adsauth.adapters.notify import job_advertiser
 from adsauth.adapters.table import DISPATCH_LEASE_KEY
@@ -36,9 +40,20 @@ def lease_item() -> dict | None:
 
 
 @pytest.fixture
-def due(stack):  # the local stack's moto writes atomically (local.moto_patches)
+def layout(request) -> str:
+    """The token layout of the test (parametrize ``indirect``); per-advertiser by default."""
+    return getattr(request, "param", "per_advertiser")
+
+
+@pytest.fixture
+def due(stack, layout):  # the local stack's moto writes atomically (local.moto_patches)
     """``DUE`` connected advertisers whose deadline has passed (and no other in the due index),
-    an empty refresh queue, the app on a clock the test moves; all removed afterwards."""
+    an empty refresh queue, the app in ``layout`` on a clock the test moves; all removed afterwards."""
+    with stack.environment(TOKEN_LAYOUT=layout):
+        yield from _due(stack)
+
+
+def _due(stack):
     for shard in range(schema.EXPIRY_SHARDS):
         for entry in table().query(IndexName=schema.EXPIRY_INDEX, KeyConditionExpression="due_pk = :p",
                                    ExpressionAttributeValues={":p": f"DUE#{shard}"})["Items"]:
@@ -65,10 +80,12 @@ def due(stack):  # the local stack's moto writes atomically (local.moto_patches)
 
 
 def queued(stack) -> list[str]:
-    """The advertisers of every job in the refresh queue (the queue is emptied)."""
+    """The advertisers of every job in the refresh queue, a pack job's each (the queue is emptied)."""
     sqs, found = boto3.client("sqs"), []
     while messages := sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        found.extend(job_advertiser(m["Body"]) for m in messages)
+        for m in messages:
+            job = packs.parse_pack_job(json.loads(m["Body"]))
+            found.extend(job.advertisers() if job else [job_advertiser(m["Body"])])
         sqs.delete_message_batch(QueueUrl=stack.queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
     return found
@@ -115,6 +132,7 @@ def test_a_run_overlapping_another_queues_nothing_and_returns_normally(stack, du
     assert lease_item() is None  # released
 
 
+@pytest.mark.parametrize("layout", ["per_advertiser", "packed"], indirect=True)
 def test_runs_one_after_the_other_both_run(stack, due):
     ids, clock = due
     assert invoke()["dispatched"] == DUE and lease_item() is None

@@ -20,7 +20,8 @@ Each cell runs its flow twice on the live local stack:
 
 After each run the stored result must be consistent and recoverable: a ``connected`` advertiser's
 refresh secret holds a token LwA (the emulator) still accepts and its access secret a valid access
-token; a flow that failed says so (``failed`` + reason, ``last_refresh_error``) and its invitation
+token, wherever they are (the stack runs the packed layout: after a refresh its tokens may sit in a
+pack's secrets, where its item's ``pack`` points; ``local.stack.stored_tokens``); a flow that failed says so (``failed`` + reason, ``last_refresh_error``) and its invitation
 link still works; regions that failed are pending until the refresher clears them; nothing is left
 in the refresh queue or its DLQ. A cell that breaks any of these counts as ``lost`` in the proof
 line. The refresh cells run with refresh-token rotation on (every refresh returns a new refresh
@@ -36,7 +37,6 @@ each retry waiting up to 2^n s); the matrix prints itself at the end of the modu
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from contextlib import AbstractContextManager, contextmanager
@@ -49,7 +49,7 @@ import pytest
 
 from adsauth import schema, wiring
 from local.faults import SECRET_WRITES, TABLE_WRITES, aws_fault, emulator_fault, secret_prefixed, table_named, token_issued
-from local.stack import SECRET_PREFIX, TABLE_NAME
+from local.stack import SECRET_PREFIX, TABLE_NAME, stored_tokens
 from tests.conftest import remember
 from tests.proof import record_fault_matrix, record_faults
 
@@ -110,7 +110,6 @@ def matrix(stack, emulator_clock, request):
         elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
         wiring.clock = time.time
     table.cache_clear()
-    secrets_client.cache_clear()
     if RESULTS:
         text = render(RESULTS, elapsed, cpu)
         record_fault_matrix(text)
@@ -165,24 +164,16 @@ def table():
     return boto3.resource("dynamodb").Table(TABLE_NAME)
 
 
-@lru_cache(maxsize=1)
-def secrets_client():
-    return boto3.client("secretsmanager")
-
-
 def item(advertiser_id: str) -> dict:
     return table().get_item(Key=schema.advertiser_key(advertiser_id), ConsistentRead=True)["Item"]
 
 
-def secret(kind: str, advertiser_id: str) -> dict | None:
-    client = secrets_client()
-    try:
-        response = client.get_secret_value(SecretId=f"{SECRET_PREFIX}{kind}/{advertiser_id}")
-    except client.exceptions.ResourceNotFoundException:
-        return None
-    value = json.loads(response["SecretString"])
-    remember(*(v for v in value.values() if isinstance(v, str)))
-    return value
+def tokens(advertiser_id: str) -> dict | None:
+    """The advertiser's stored tokens, in its own secrets or its pack's (None: neither holds any)."""
+    found = stored_tokens(advertiser_id)
+    if found:
+        remember(found["refresh_token"], found["access_token"])
+    return found
 
 
 def refresh_token_accepted(stack, token: str | None) -> bool:
@@ -196,15 +187,17 @@ def refresh_token_accepted(stack, token: str | None) -> bool:
 def grant_problems(stack, advertiser_id: str, adv: dict) -> list[str]:
     """What is wrong with a connected advertiser's stored grant (nothing: []); ``adv`` is its item."""
     problems = []
-    refresh = secret("refresh", advertiser_id)
-    if refresh is None or not refresh_token_accepted(stack, refresh.get("refresh_token")):
+    stored = tokens(advertiser_id) or {}
+    if not refresh_token_accepted(stack, stored.get("refresh_token")):
         problems.append("connected, but the refresh secret holds no token LwA accepts (refresh token lost)")
-    access = secret("access", advertiser_id)
-    info = stack.emulator.access_token_info(access["access_token"]) if access else None
+    access = stored.get("access_token")
+    info = stack.emulator.access_token_info(access) if access else None
     if info is None or info["revoked"] or info["expires_at"] <= wiring.now():
         problems.append("connected, but the access secret holds no valid access token")
-    elif abs(float(adv.get("token_expires_at", 0)) - access["expires_at"]) > 2:
+    elif abs(float(adv.get("token_expires_at", 0)) - float(stored.get("expires_at") or 0)) > 2:
         problems.append("token_expires_at differs from the stored access token's expiry")
+    if stored and adv.get("pack", "") != stored["pack"]:
+        problems.append("the item's pack pointer does not name where its tokens are")
     return problems
 
 
@@ -430,8 +423,7 @@ def run_refresh(stack, flow, cell: Cell, step: str, fault: str, scheduler, trave
         v.append(f"status {adv['status']!r} ({adv.get('status_reason', '')}) after a transient fault")
         cell.outlasting = adv["status"]
         return
-    refresh = secret("refresh", advertiser_id)
-    if refresh is None or not refresh_token_accepted(stack, refresh.get("refresh_token")):
+    if not refresh_token_accepted(stack, (tokens(advertiser_id) or {}).get("refresh_token")):
         v.append("the refresh secret holds no token LwA accepts (refresh token lost)")
     if report.failed:
         error = adv.get("last_refresh_error", "")

@@ -6,6 +6,10 @@ Findings of issue 9 (each failed before the fix): 1 two states of one link both 
 2 reinvite leaving the old link working, 3 revoke cancelling nothing, 4 a refresh racing a revoke
 bringing the access token back, 5 a callback racing a revoke / stale tabs downgrading, 7 no cap
 on flows and token calls per invitation. (Finding 6, the e-mail with a newline: unit tests.)
+
+The stack runs the packed token layout. A new grant lands in the advertiser's own secrets (so
+``secrets_of`` tells what a completion stored); that a revoke left no token is checked in the pack
+too (``no_tokens``), and one race runs with the advertiser in a pack.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import pytest
 
 from adsauth import schema, wiring
 from adsauth.client import NeedsReauthorization, clear_cache, get_access_token
-from local.stack import SECRET_PREFIX
+from local.stack import SECRET_PREFIX, stored_tokens
 from tests.conftest import remember
+from tests.stack_fixtures import into_a_new_pack
 from tests.integration.conftest import secret_names
 
 DAY = 86400
@@ -37,6 +42,13 @@ def advertiser(advertiser_id: str) -> dict:
 
 def secrets_of(advertiser_id: str) -> set[str]:
     return {n.rsplit("/", 2)[-2] for n in secret_names() if n.endswith("/" + advertiser_id)}
+
+
+def no_tokens(advertiser_id: str, pack: str = "") -> bool:
+    """No own secret of the advertiser, and no entry in the pack its item names (or ``pack``)."""
+    if secrets_of(advertiser_id) or stored_tokens(advertiser_id) is not None:
+        return False
+    return not pack or stored_tokens(advertiser_id, pack=pack) is None
 
 
 def exchanges(stack) -> int:
@@ -228,7 +240,7 @@ def test_revoke_kills_open_links_and_live_states(stack, browser):
     before = exchanges(stack)
     assert stale.finish() == "invitation_replaced"
     assert exchanges(stack) == before
-    assert advertiser(advertiser_id)["status"] == "revoked" and not secrets_of(advertiser_id)
+    assert advertiser(advertiser_id)["status"] == "revoked" and no_tokens(advertiser_id)
 
 
 def test_callback_and_revoke_in_both_orders_and_at_once(stack, browser, during_exchange):
@@ -236,14 +248,14 @@ def test_callback_and_revoke_in_both_orders_and_at_once(stack, browser, during_e
     advertiser_id, link = invite(stack)
     assert Tab(stack, browser(), link).finish() == "connected"
     wiring.refresher().revoke(advertiser_id)
-    assert advertiser(advertiser_id)["status"] == "revoked" and not secrets_of(advertiser_id)
+    assert advertiser(advertiser_id)["status"] == "revoked" and no_tokens(advertiser_id)
     # revoke during the exchange (after LwA answered): nothing stays
     advertiser_id, link = invite(stack)
     tab = Tab(stack, browser(), link)
     during_exchange(lambda: wiring.refresher().revoke(advertiser_id))
     assert tab.finish() == "invitation_replaced"
     adv = advertiser(advertiser_id)
-    assert adv["status"] == "revoked" and "due_pk" not in adv and not secrets_of(advertiser_id)
+    assert adv["status"] == "revoked" and "due_pk" not in adv and no_tokens(advertiser_id)
     clear_cache()
     with pytest.raises(NeedsReauthorization):
         get_access_token(advertiser_id=advertiser_id)
@@ -256,7 +268,7 @@ def test_callback_and_revoke_released_together_always_end_revoked_without_tokens
         stack.emulator.fault("token", "latency", latency_ms=150, times=1)
         outcome, _ = at_once(tab.finish, lambda: wiring.refresher().revoke(advertiser_id))
         assert outcome in ("connected", "invitation_replaced")
-        assert advertiser(advertiser_id)["status"] == "revoked" and not secrets_of(advertiser_id)
+        assert advertiser(advertiser_id)["status"] == "revoked" and no_tokens(advertiser_id)
 
 
 def test_cancel_kills_the_link_of_an_invitation_sent_to_the_wrong_address(stack, browser):
@@ -304,13 +316,13 @@ def test_refresh_and_revoke_in_both_orders_and_inside_the_refresh(stack, browser
     wiring.refresher().revoke(advertiser_id)
     before = refreshes(stack)
     assert wiring.refresher().refresh(advertiser_id, force=True).outcome == "not_connected"
-    assert refreshes(stack) == before and not secrets_of(advertiser_id)
+    assert refreshes(stack) == before and no_tokens(advertiser_id)
     # refresh first, then revoke
     advertiser_id, link = invite(stack)
     assert Tab(stack, browser(), link).finish() == "connected"
     assert wiring.refresher().refresh(advertiser_id, force=True).outcome == "refreshed"
     wiring.refresher().revoke(advertiser_id)
-    assert not secrets_of(advertiser_id)
+    assert no_tokens(advertiser_id)
     # revoke inside the refresh, in each window: after LwA answered, and after the lease check
     for window in ("lwa", "lease"):
         advertiser_id, link = invite(stack)
@@ -329,10 +341,35 @@ def test_refresh_and_revoke_in_both_orders_and_inside_the_refresh(stack, browser
         result = refresher.refresh(advertiser_id, force=True)
         assert result.outcome in ("superseded", "not_connected"), result
         assert advertiser(advertiser_id)["status"] == "revoked"
-        assert not secrets_of(advertiser_id), f"the refresh brought a secret back ({window})"
+        assert no_tokens(advertiser_id), f"the refresh brought a secret back ({window})"
         clear_cache()
         with pytest.raises(NeedsReauthorization):
             get_access_token(advertiser_id=advertiser_id)
+
+
+def test_a_revoke_inside_a_pack_members_refresh_leaves_no_token_in_the_pack(stack, browser, monkeypatch):
+    """The pack job's refresh of a member, revoked after LwA answered: the job's write of the pack
+    must not bring its entry back."""
+    advertiser_id, link = invite(stack)
+    assert Tab(stack, browser(), link).finish() == "connected"
+    pack = into_a_new_pack(advertiser_id)
+    refresher = wiring.refresher()
+    real = refresher.lwa.refresh
+
+    def racing(*args, **kwargs):
+        answer = real(*args, **kwargs)
+        monkeypatch.undo()
+        refresher.revoke(advertiser_id)
+        return answer
+
+    monkeypatch.setattr(refresher.lwa, "refresh", racing)
+    result = refresher.refresh(advertiser_id, force=True)
+    assert result.outcome in ("superseded", "not_connected"), result
+    assert advertiser(advertiser_id)["status"] == "revoked"
+    assert no_tokens(advertiser_id, pack), "the pack job brought a token back"
+    clear_cache()
+    with pytest.raises(NeedsReauthorization):
+        get_access_token(advertiser_id=advertiser_id)
 
 
 def test_refresh_and_revoke_released_together(stack, browser):
@@ -340,7 +377,7 @@ def test_refresh_and_revoke_released_together(stack, browser):
     assert Tab(stack, browser(), link).finish() == "connected"
     stack.emulator.fault("token", "latency", latency_ms=100, times=1)
     at_once(lambda: wiring.refresher().refresh(advertiser_id, force=True), lambda: wiring.refresher().revoke(advertiser_id))
-    assert advertiser(advertiser_id)["status"] == "revoked" and not secrets_of(advertiser_id)
+    assert advertiser(advertiser_id)["status"] == "revoked" and no_tokens(advertiser_id)
 
 
 # --- finding 7: caps per invitation -----------------------------------------------------------------

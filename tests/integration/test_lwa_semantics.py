@@ -5,7 +5,8 @@ emulator, the local gateway in front of the real handlers):
   exchange) and the refresh worker (the refresh grant). A refusal is never reported as an outage:
   a bad request about one advertiser's grant ends on a fixed page (or a 400) and the advertiser
   retries consent; a client or scope problem raises the platform alarm; nothing is retried and no
-  refresh job goes round SQS;
+  refresh job goes round SQS (for an advertiser of its own secrets and for a pack's member: the
+  stack runs the packed layout);
 - an authorization code is never sent twice once it may have reached LwA (RFC 6749 §4.1.2);
 - the callback's time budget: outbound calls end before the Lambda deadline less a margin, and
   every point where time can run out leaves the state machine consistent.
@@ -25,7 +26,7 @@ import boto3
 import pytest
 import requests
 
-from adsauth import oauth, schema, wiring
+from adsauth import oauth, packs, schema, wiring
 from adsauth.adapters.table import PLATFORM_KEY
 from local.faults import emulator_fault
 from local.gateway import sign_request
@@ -171,9 +172,10 @@ def test_each_token_error_on_post_token_is_a_refusal_not_an_outage(stack, capsys
 
 
 # --- 8. every §5.2 code on the refresh ---------------------------------------------------------------
-@pytest.fixture
-def refresh_job(stack, flow, emulator_clock):
-    """A connected advertiser whose token is due, and ``run()``: its job through SQS and the real
+@pytest.fixture(params=["own", "pack"])
+def refresh_job(stack, flow, emulator_clock, request):
+    """A connected advertiser whose token is due, in its own secrets or (``pack``) a pack's
+    member, and ``run()``: its job (the advertiser's, or its pack's) through SQS and the real
     worker (not the dispatcher): returns the drain report."""
     scheduler = stack.scheduler()
     scheduler.clear()
@@ -182,10 +184,16 @@ def refresh_job(stack, flow, emulator_clock):
     assert outcome(f.callback()) == "connected"
     wiring.clock = emulator_clock
     wiring.refresher.cache_clear()
+    body = json.dumps({"advertiser_id": f.advertiser_id})
+    if request.param == "pack":  # moved into a new pack first, as migrate-layout does (one refresh)
+        job = packs.PackJob(packs.new_pack_id(), (), (f.advertiser_id,))
+        assert [r.outcome for r in wiring.refresher().refresh_pack(job)] == ["refreshed"]
+        assert item(f.advertiser_id)["pack"] == job.pack_id
+        body = packs.PackJob(job.pack_id, (f.advertiser_id,)).body()
     emulator_clock.offset += 3000  # the access token is due
 
     def run():
-        boto3.client("sqs").send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps({"advertiser_id": f.advertiser_id}))
+        boto3.client("sqs").send_message(QueueUrl=stack.queue_url, MessageBody=body)
         return scheduler.drain()
 
     yield f.advertiser_id, run, scheduler

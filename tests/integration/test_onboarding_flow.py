@@ -65,6 +65,7 @@ def test_allow_connects_the_advertiser_and_stores_tokens_and_profiles(flow, stac
 
     advertiser = f.advertiser()
     assert advertiser["status"] == "connected" and advertiser["pending_regions"] == []
+    assert "pack" not in advertiser  # a new grant lands in its own secrets, in the packed layout too
     prefix = "adsauth/local/advertisers/"
     refresh = secret_value(f"{prefix}refresh/{f.advertiser_id}")
     access = secret_value(f"{prefix}access/{f.advertiser_id}")

@@ -1,6 +1,11 @@
 """The refresher end to end: the real dispatcher and worker handlers, run by ``LocalScheduler``
 against moto (table, secrets, SQS with its DLQ, SNS) and the LwA/Ads emulator, with time travel
-shared by the app and the emulator. Token values are compared, never printed."""
+shared by the app and the emulator. Token values are compared, never printed.
+
+The stack runs the packed token layout (``adsauth.packs``): a refresh may move an advertiser's
+tokens into a pack, so tests about refresh behaviour look them up wherever they are
+(``local.stack.stored_tokens``); tests about the per-advertiser secrets themselves (their names,
+version ids) run with ``TOKEN_LAYOUT=per_advertiser`` (``per_advertiser``)."""
 
 from __future__ import annotations
 
@@ -12,14 +17,14 @@ import uuid
 import boto3
 import pytest
 
-from adsauth import schema, wiring
+from adsauth import packs, schema, wiring
 from adsauth.adapters.table import PLATFORM_KEY
 from adsauth.adapters.vault import successor_version
 from adsauth.errors import RefreshTokenSuperseded
 from local.emulator import DEFAULT_PROFILES, DEFAULT_USER
-from local.stack import CLIENT_ID, SECRET_PREFIX, TABLE_NAME
+from local.stack import CLIENT_ID, SECRET_PREFIX, TABLE_NAME, stored_tokens
 from tests.conftest import remember
-from tests.stack_fixtures import secret_names
+from tests.stack_fixtures import into_a_new_pack, secret_names
 
 REFRESH = {"endpoint": "token", "grant_type": "refresh_token"}
 
@@ -37,6 +42,22 @@ def secret(kind: str, advertiser_id: str) -> dict:
     value = json.loads(response["SecretString"])
     remember(*(v for v in value.values() if isinstance(v, str)))
     return {**value, "version": response["VersionId"]}
+
+
+def tokens(advertiser_id: str, **where) -> dict | None:
+    """The advertiser's stored tokens wherever they are (``local.stack.stored_tokens``)."""
+    found = stored_tokens(advertiser_id, **where)
+    if found:
+        remember(found["refresh_token"], found["access_token"])
+    return found
+
+
+def accepted(stack, refresh_token: str | None) -> bool:
+    """Whether LwA (the emulator) would still refresh with this token."""
+    em = stack.emulator
+    with em._lock:
+        grant = em._grants.get(em._refresh_tokens.get(refresh_token or "", ""))
+        return grant is not None and not grant.revoked
 
 
 def refresh_calls(stack, region: str | None = None) -> int:
@@ -71,6 +92,20 @@ def refresher_env(stack, emulator_clock):
 @pytest.fixture
 def scheduler(stack, refresher_env):
     return stack.scheduler()
+
+
+@pytest.fixture
+def per_advertiser(stack):
+    """The stack in the per-advertiser layout for the test (each advertiser its own two secrets)."""
+    with stack.environment(TOKEN_LAYOUT="per_advertiser"):
+        yield
+
+
+@pytest.fixture
+def layout(stack, request):
+    """The stack in the token layout the test is parametrized with (``indirect``)."""
+    with stack.environment(TOKEN_LAYOUT=request.param):
+        yield request.param
 
 
 @pytest.fixture
@@ -114,17 +149,20 @@ def alerts(stack):
 # --- the happy path ---------------------------------------------------------------------------------
 def test_a_refresh_cycle_moves_expiry_forward_and_replaces_the_access_token(stack, scheduler, refresher_env, connected):
     advertiser_id = connected("EU")
-    before = secret("access", advertiser_id)
+    before = tokens(advertiser_id)
+    assert before["where"] == "own"  # a new grant lands in its own secrets, in either layout
     assert scheduler.tick()[0] == 0  # fresh: nothing to do
     refresher_env(3600 - 600)  # 10 minutes left: inside the 12-minute lead window
     dispatched, report = scheduler.tick()
     assert (dispatched, report.processed, report.failed) == (1, 1, 0)
-    after = secret("access", advertiser_id)
+    after = tokens(advertiser_id)  # in its own secrets or, having joined one, a pack's
     assert after["access_token"] != before["access_token"]
+    assert after["refresh_token"] == before["refresh_token"] and accepted(stack, after["refresh_token"])
     assert after["expires_at"] == pytest.approx(wiring.now() + 3600, abs=5)
     assert stack.emulator.access_token_info(after["access_token"])["expires_at"] >= after["expires_at"]
     assert refresh_calls(stack) == refresh_calls(stack, "EU") == 1  # the token host paired with EU
     adv = item(advertiser_id)
+    assert adv.get("pack", "") == after["pack"]  # its pointer names where its tokens are
     assert float(adv["token_expires_at"]) == pytest.approx(after["expires_at"], abs=1)
     assert adv["due_sk"] > before_iso(wiring.now() + 3000) and "last_refresh_error" not in adv
     events = [e.event for e in wiring.store().list_events(advertiser_id)]
@@ -141,8 +179,9 @@ def before_iso(epoch: float) -> str:
 
 
 def test_a_rotated_refresh_token_is_stored_first_and_never_replaced_by_an_older_one(
-    stack, scheduler, refresher_env, connected, monkeypatch
+    stack, per_advertiser, scheduler, refresher_env, connected, monkeypatch
 ):
+    """The advertiser's own refresh secret: each version the successor of the one it replaced."""
     advertiser_id = connected()
     old = secret("refresh", advertiser_id)
     stack.emulator.rotate_refresh_tokens = True
@@ -160,6 +199,27 @@ def test_a_rotated_refresh_token_is_stored_first_and_never_replaced_by_an_older_
     with pytest.raises(RefreshTokenSuperseded):
         vault.replace_refresh_token(advertiser_id, "Atzr|stale-" + "x" * 40, wiring.now(), replaces=old["version"], fence=1)
     assert secret("refresh", advertiser_id)["refresh_token"] == new["refresh_token"]
+
+
+def test_in_a_pack_a_rotated_refresh_token_replaces_the_entry_and_no_stale_writer_takes_it_back(
+    stack, scheduler, refresher_env, connected
+):
+    advertiser_id = connected()
+    pack = into_a_new_pack(advertiser_id)
+    stack.emulator.rotate_refresh_tokens = True  # from now on every refresh retires the old token
+    old, stale_base = tokens(advertiser_id), wiring.vault().read_pack("refresh", pack)
+    refresher_env(3000)
+    assert scheduler.tick()[1].processed == 1
+    new = tokens(advertiser_id)
+    assert (new["where"], new["pack"]) == ("pack", pack)
+    assert new["refresh_token"] != old["refresh_token"] and accepted(stack, new["refresh_token"])
+    assert not accepted(stack, old["refresh_token"])  # only the stored token is left: it must be there
+    assert [e.event for e in wiring.store().list_events(advertiser_id, 2)] == ["refreshed", "rotated"]
+    # a stale writer that read the pack before the refresh: its change to the entry is dropped
+    stale = packs.refresh_entry("Atzr|stale-" + "x" * 40, wiring.now(), 1)
+    _written, dropped = wiring.vault().write_pack("refresh", pack, stale_base, {advertiser_id: stale})
+    assert dropped == {advertiser_id}
+    assert tokens(advertiser_id)["refresh_token"] == new["refresh_token"]
 
 
 # --- transient failures -----------------------------------------------------------------------------
@@ -327,8 +387,9 @@ def test_the_same_message_delivered_twice_makes_one_lwa_call(stack, scheduler, r
     assert refresh_calls(stack) == 1
 
 
+@pytest.mark.parametrize("layout", ["per_advertiser", "packed"], indirect=True)
 def test_the_dispatcher_queries_the_index_and_queues_only_due_advertisers(
-    stack, scheduler, refresher_env, connected, monkeypatch
+    stack, layout, scheduler, refresher_env, connected, monkeypatch
 ):
     due = connected()
     refresher_env(1800)
@@ -340,10 +401,16 @@ def test_the_dispatcher_queries_the_index_and_queues_only_due_advertisers(
     monkeypatch.setattr(store.table, "scan", lambda **_: pytest.fail("the dispatcher scanned the table"))
     monkeypatch.setattr(store.table, "query", lambda **k: (queries.append(k.get("IndexName")), real_query(**k))[1])
     assert scheduler.dispatch() == 1
-    # one query per shard of the due index, and one of the events outbox (byKind, kind_pk=OUTBOX)
-    assert queries == [schema.EXPIRY_INDEX] * schema.EXPIRY_SHARDS + [schema.KIND_INDEX]
+    # one query per shard of the due index, (packed: one of the packs, byKind, kind_pk=PACK, for
+    # an advertiser of its own secrets to join) and one of the events outbox (byKind, kind_pk=OUTBOX)
+    packs_query = [schema.KIND_INDEX] if layout == "packed" else []
+    assert queries == [schema.EXPIRY_INDEX] * schema.EXPIRY_SHARDS + packs_query + [schema.KIND_INDEX]
     [message] = scheduler.receive()
-    assert json.loads(message["Body"]) == {"advertiser_id": due}  # the id, nothing else
+    body = json.loads(message["Body"])  # ids, nothing else
+    if layout == "per_advertiser" or "advertiser_id" in body:  # packed: alone while a pack with room exists
+        assert body == {"advertiser_id": due}
+    else:  # packed, no pack with room: it founds one
+        assert body == {"pack": body["pack"], "members": [], "joiners": [due]} and packs.PACK_ID.match(body["pack"])
     assert scheduler.drain_messages([message]).processed == 1
     assert float(item(fresh)["token_expires_at"]) < float(item(due)["token_expires_at"])
     assert refresh_calls(stack) == 1
@@ -367,3 +434,29 @@ def test_revoke_deletes_the_tokens_keeps_the_records_and_a_new_consent_works(sta
     answer = b.click(b.get(authorize), "allow")
     assert b.get(answer.headers["Location"]).status_code == 303
     assert names <= secret_names() and item(advertiser_id)["status"] == "connected"
+    assert tokens(advertiser_id)["where"] == "own"  # a new grant: its own secrets, in either layout
+
+
+def test_revoke_of_a_pack_member_removes_its_entries_and_a_new_consent_lands_in_its_own_secrets(
+    stack, refresher_env, connected, browser
+):
+    advertiser_id, neighbour = connected(), connected()
+    pack = into_a_new_pack(advertiser_id)
+    joined = wiring.refresher().refresh_pack(packs.PackJob(pack, (), (neighbour,)))  # a second member
+    assert [r.outcome for r in joined] == ["refreshed"]
+    assert tokens(neighbour)["pack"] == pack and tokens(advertiser_id)["members"] == 2
+    wiring.refresher().revoke(advertiser_id)
+    assert item(advertiser_id)["status"] == "revoked"
+    assert tokens(advertiser_id) is None and tokens(advertiser_id, pack=pack) is None  # no entry, no own secret
+    assert not {f"{SECRET_PREFIX}{kind}/{advertiser_id}" for kind in ("refresh", "access")} & secret_names()
+    left = tokens(neighbour)  # the other member keeps serving from the pack
+    assert (left["pack"], left["members"]) == (pack, 1) and accepted(stack, left["refresh_token"])
+    _, token = wiring.onboarding().reinvite(advertiser_id)
+    remember(token)
+    b = browser()
+    authorize = b.get(stack.base_url + f"/connect/{token}").headers["Location"]
+    answer = b.click(b.get(authorize), "allow")
+    assert b.get(answer.headers["Location"]).status_code == 303
+    again = tokens(advertiser_id)
+    assert again["where"] == "own" and accepted(stack, again["refresh_token"])
+    assert item(advertiser_id)["status"] == "connected" and "pack" not in item(advertiser_id)

@@ -12,7 +12,7 @@ import urllib3
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from adsauth import client, schema
+from adsauth import client, packs, schema
 from adsauth.adapters.http import HttpClient
 from adsauth.client import (
     AccessToken,
@@ -135,6 +135,79 @@ def put_profile(advertiser_id: str, profile_id: int, region: str = "NA", seen_at
     })
 
 
+def new_token() -> str:
+    token = "Atza|" + secrets.token_urlsafe(48)
+    remember(token)
+    return token
+
+
+def write_pack(pack_id: str, change) -> None:
+    """Pack ``pack_id``'s access secret (created when absent), its entries changed by ``change``."""
+    sm, name = boto3.client("secretsmanager"), packs.access_name(PREFIX, pack_id)
+    try:
+        entries = packs.decode(sm.get_secret_value(SecretId=name)["SecretString"])
+    except sm.exceptions.ResourceNotFoundException:
+        sm.create_secret(Name=name, SecretString=packs.encode(change({})))
+        return
+    sm.put_secret_value(SecretId=name, SecretString=packs.encode(change(entries)))
+
+
+def put_entry(pack_id: str, advertiser_id: str, expires_at: float) -> str:
+    """The advertiser's entry in the pack, as the refresher writes it (the pointer is not touched)."""
+    token = new_token()
+    write_pack(pack_id, lambda entries: {**entries, advertiser_id: packs.access_entry(token, expires_at)})
+    return token
+
+
+def remove_entry(pack_id: str, advertiser_id: str) -> None:
+    write_pack(pack_id, lambda entries: {k: v for k, v in entries.items() if k != advertiser_id})
+
+
+def point(advertiser_id: str, pack_id: str | None) -> None:
+    """Set the advertiser's ``pack`` (None: remove it, back to its own secrets)."""
+    table, key = boto3.resource("dynamodb").Table(TABLE), schema.advertiser_key(advertiser_id)
+    if pack_id is None:
+        table.update_item(Key=key, UpdateExpression="REMOVE #p", ExpressionAttributeNames={"#p": "pack"})
+    else:
+        table.update_item(Key=key, UpdateExpression="SET #p = :p", ExpressionAttributeNames={"#p": "pack"},
+                          ExpressionAttributeValues={":p": pack_id})
+
+
+def delete_own(advertiser_id: str) -> None:
+    boto3.client("secretsmanager").delete_secret(SecretId=f"{PREFIX}access/{advertiser_id}",
+                                                 ForceDeleteWithoutRecovery=True)
+
+
+def put_packed(advertiser_id: str, pack_id: str, expires_at: float, status: str = "connected") -> str:
+    """A packed advertiser: its entry in the pack, then its pointer (the refresher's order)."""
+    put_advertiser(advertiser_id, status)
+    token = put_entry(pack_id, advertiser_id, expires_at)
+    point(advertiser_id, pack_id)
+    return token
+
+
+def after_first_item_read(action) -> None:
+    """Run ``action`` right after the client's first GetItem: a move that finishes between the
+    client reading the item and reading the secret."""
+    done = []
+
+    def hook(**_):
+        if not done:
+            done.append(True)
+            action()
+
+    client._store().client.meta.events.register("after-call.dynamodb.GetItem", hook)
+
+
+@pytest.fixture
+def item_reads():
+    """How many GetItem calls the client made."""
+    count = {"n": 0}
+    client._store().client.meta.events.register("before-call.dynamodb.GetItem",
+                                                lambda **_: count.update(n=count["n"] + 1))
+    return count
+
+
 # --- caching -------------------------------------------------------------------------------------
 def test_cache_hit_makes_no_secrets_manager_call(clock, reads):
     token = put_token("adv-1", T0 + 3600)
@@ -238,12 +311,158 @@ def test_no_secret_but_revoked_advertiser_needs_reauthorization(clock):
         get_access_token(advertiser_id="adv-1")
 
 
-def test_malformed_secret_is_unavailable_without_quoting_it(clock):
-    boto3.client("secretsmanager").create_secret(Name=f"{PREFIX}access/adv-1", SecretString='{"access_token": "Atza|leak-me-not"}')
+@pytest.mark.parametrize("value", ['{"access_token": "Atza|leak-me-not"}', "Atza|leak-me-not", '["Atza|leak-me-not"]'])
+def test_malformed_secret_is_unavailable_without_quoting_it(clock, value):
+    put_advertiser("adv-1")  # an unknown advertiser's secret is not even read
+    boto3.client("secretsmanager").create_secret(Name=f"{PREFIX}access/adv-1", SecretString=value)
     remember("Atza|leak-me-not")
     with pytest.raises(TokenUnavailable) as raised:
         get_access_token(advertiser_id="adv-1")
     assert "leak-me-not" not in str(raised.value) and raised.value.__cause__ is None
+    assert raised.value.__context__ is None
+
+
+# --- packs ---------------------------------------------------------------------------------------
+def test_a_packed_advertisers_token_is_its_entry_in_the_pack(clock, reads):
+    put_packed("adv-2", "p1", T0 + 3600)  # another member
+    token = put_packed("adv-1", "p1", T0 + 3000)
+    info = get_token_info(advertiser_id="adv-1")
+    assert (info.value, info.expires_at, info.advertiser_id) == (token, T0 + 3000, "adv-1")
+    assert reads["n"] == 1  # the pack only: the advertiser has no secret of its own
+
+
+def test_advertisers_of_one_pack_cost_one_read_of_it_and_two_item_reads_each(clock, reads, item_reads):
+    tokens = {a: put_packed(a, "p1", T0 + 3600) for a in ("adv-1", "adv-2", "adv-3")}
+    for advertiser_id, token in tokens.items():
+        assert get_access_token(advertiser_id=advertiser_id) == token
+    # each: where its token is (before the read), and its status again after it
+    assert reads["n"] == 1 and item_reads["n"] == 6
+    clock.now += 301  # the pack's copy is as old as the tokens taken from it: both are read again
+    assert get_access_token(advertiser_id="adv-2") == tokens["adv-2"]
+    assert reads["n"] == 2
+    clear_cache()
+    assert not client._packs
+
+
+def test_a_token_from_a_cached_pack_is_kept_no_longer_than_the_pack(clock, reads):
+    put_packed("adv-1", "p1", T0 + 3600)
+    put_packed("adv-2", "p1", T0 + 3600)
+    get_access_token(advertiser_id="adv-1")  # the pack is read at T0
+    clock.now += 240
+    get_access_token(advertiser_id="adv-2")  # from the copy read at T0
+    renewed = put_entry("p1", "adv-2", T0 + 3900)
+    clock.now += 61  # five minutes after the pack was read, one after adv-2's token was taken from it
+    assert get_access_token(advertiser_id="adv-2") == renewed
+    assert reads["n"] == 2
+
+
+def test_a_cached_pack_is_read_again_for_an_entry_it_lacks_or_holds_without_the_time_left(clock, reads):
+    put_packed("adv-1", "p1", T0 + 3600)
+    put_packed("adv-2", "p1", T0 + 11 * 60)
+    get_access_token(advertiser_id="adv-1")  # the pack is cached, adv-2's entry with 11 minutes left
+    clock.now += 120  # 9 minutes left in the copy: not enough for a 10-minute caller
+    renewed = put_entry("p1", "adv-2", clock.now + 3600)
+    assert get_access_token(advertiser_id="adv-2") == renewed
+    joined = put_packed("adv-3", "p1", T0 + 3600)  # joined after the copy was read
+    assert get_access_token(advertiser_id="adv-3") == joined
+    assert reads["n"] == 3
+
+
+def test_an_entry_gone_from_the_pack_is_read_from_the_own_secret(clock, reads):
+    put_packed("adv-2", "p1", T0 + 3600)
+    put_packed("adv-1", "p1", T0 + 3000)
+    own = {}
+
+    def move_out():  # the whole move to its own secret, between the item read and the pack read
+        own["token"] = put_token("adv-1", T0 + 3600)
+        point("adv-1", None)
+        remove_entry("p1", "adv-1")
+
+    after_first_item_read(move_out)
+    assert get_access_token(advertiser_id="adv-1") == own["token"]
+    assert reads["n"] == 2
+
+
+def test_a_missing_own_secret_reads_the_item_again_and_finds_the_pack(clock, reads, item_reads):
+    put_token("adv-1", T0 + 3000)
+    moved = {}
+
+    def move_in():  # the whole move into a pack, between the item read and the secret read
+        moved["token"] = put_entry("p1", "adv-1", T0 + 3600)
+        point("adv-1", "p1")
+        delete_own("adv-1")
+
+    after_first_item_read(move_in)
+    assert get_access_token(advertiser_id="adv-1") == moved["token"]
+    assert reads["n"] == 2 and item_reads["n"] == 2
+
+
+def test_missing_in_both_places_is_todays_error(clock, item_reads):
+    put_advertiser("adv-1")
+    point("adv-1", "p1")  # a pack without its entry, and no own secret
+    put_packed("adv-2", "p1", T0 + 3600)
+    with pytest.raises(AdvertiserNotFound):
+        get_access_token(advertiser_id="adv-1")
+    assert item_reads["n"] == 2  # read again once, to see where it points now
+    put_advertiser("adv-3", "needs_reauth")
+    point("adv-3", "p1")
+    with pytest.raises(NeedsReauthorization):
+        get_access_token(advertiser_id="adv-3")
+
+
+def test_a_move_into_a_pack_and_out_again_never_leaves_a_gap(clock):
+    """Each step as the refresher takes it (``adsauth.packs``), a read between every two: each
+    finds a token, from where the item pointed when it was read."""
+    put_packed("adv-0", "p1", T0 + 3600)
+    get_access_token(advertiser_id="adv-0")  # the process holds a copy of the pack without adv-1
+
+    def read() -> str:
+        client._tokens.clear()  # a first use every time (the pack's copy stays)
+        return get_access_token(advertiser_id="adv-1")
+
+    own = put_token("adv-1", T0 + 3000)
+    assert read() == own
+    entry = put_entry("p1", "adv-1", T0 + 3600)  # into the pack: the entry first,
+    assert read() == own
+    point("adv-1", "p1")  # then the pointer,
+    assert read() == entry
+    delete_own("adv-1")  # then the own secret goes
+    assert read() == entry
+    clock.now += 200
+    own = put_token("adv-1", T0 + 3900)  # out again: the own secret first,
+    assert read() == entry
+    point("adv-1", None)  # then the pointer,
+    assert read() == own
+    remove_entry("p1", "adv-1")  # then the entry goes
+    assert read() == own
+
+
+@pytest.mark.parametrize("status, error", [("revoked", NeedsReauthorization), ("cancelled", AdvertiserNotFound)])
+def test_a_packed_advertiser_not_connected_is_refused_though_its_entry_remains(clock, status, error):
+    token = put_packed("adv-2", "p1", T0 + 3600)
+    member = put_packed("adv-1", "p1", T0 + 3600)
+    assert get_access_token(advertiser_id="adv-2") == token
+    put_advertiser("adv-2", status)  # its entry stays in the pack
+    point("adv-2", "p1")
+    clock.now += 301
+    assert get_access_token(advertiser_id="adv-1") == member  # the pack is read again, adv-2's entry in it
+    with pytest.raises(error) as raised:
+        get_access_token(advertiser_id="adv-2")
+    assert token not in str(raised.value) and token not in repr(raised.value)
+    assert "adv-2" not in client._tokens
+
+
+@pytest.mark.parametrize("entry", [{"a": "Atza|leak-me-not-1", "e": "soon"}, {"e": T0 + 3600},
+                                   {"a": "Atza|leak-me-not-2"}, {"a": None, "e": T0 + 3600}])
+def test_malformed_pack_entry_is_unavailable_without_quoting_it(clock, entry):
+    put_advertiser("adv-1")
+    remember(entry.get("a"))
+    write_pack("p1", lambda _: {"adv-1": entry})
+    point("adv-1", "p1")
+    with pytest.raises(TokenUnavailable) as raised:
+        get_access_token(advertiser_id="adv-1")
+    assert "leak-me-not" not in str(raised.value) and "leak-me-not" not in repr(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
 
 
 # --- profiles ------------------------------------------------------------------------------------
@@ -321,6 +540,25 @@ def test_reprs_and_messages_never_show_a_token(clock):
         assert isinstance(error, AdsAuthClientError) and token not in str(error) and token not in repr(error)
     assert str(errors[3]) == "the Ads API rejected the request for profile 42 (HTTP 401)" and errors[3].status == 401
     assert str(AdvertiserNotFound(profile_id=7)) == "profile 7 belongs to no known advertiser"
+
+
+def test_packed_tokens_never_show_in_reprs_or_messages(clock):
+    token = put_packed("adv-1", "p1", T0 + 3600)
+    stale = put_packed("adv-2", "p1", T0 + 60)
+    info = get_token_info(advertiser_id="adv-1")
+    assert token not in repr(info) and token not in str(info)
+    raised = []
+    for advertiser_id, status in (("adv-2", "connected"), ("adv-2", "needs_reauth"), ("adv-1", "revoked")):
+        put_advertiser(advertiser_id, status)
+        point(advertiser_id, "p1")
+        clear_cache()
+        with pytest.raises(AdsAuthClientError) as error:
+            get_access_token(advertiser_id=advertiser_id)
+        raised.append(error.value)
+    assert [type(e) for e in raised] == [TokenUnavailable, NeedsReauthorization, NeedsReauthorization]
+    for error in raised:
+        text = f"{error} {error!r} {error.__dict__!r}"
+        assert token not in text and stale not in text
 
 
 # --- Ads API session -----------------------------------------------------------------------------
@@ -405,6 +643,19 @@ def test_401_rereads_the_token_once_then_succeeds(clock, reads):
     assert reads["n"] == 2
 
 
+def test_401_rereads_a_packed_token_past_both_caches(clock, reads):
+    put_profile("adv-1", 77)
+    put_packed("adv-2", "p1", T0 + 3600)
+    put_packed("adv-1", "p1", T0 + 3600)
+    get_access_token(profile_id=77)  # cached: the token, and the pack
+    renewed = put_entry("p1", "adv-1", T0 + 3700)
+    http, _ = scripted(Raw(401), Raw(200, b"[]"))
+    assert AdsApiSession(77, http=http).list_profiles() == []
+    assert http.pool.requests[1][2]["headers"]["Authorization"] == f"Bearer {renewed}"
+    assert reads["n"] == 2
+    assert get_access_token(advertiser_id="adv-2") and reads["n"] == 2  # the pack read anew is cached
+
+
 @pytest.mark.parametrize("status, error", [("connected", AdsApiRejected), ("needs_reauth", NeedsReauthorization)])
 def test_second_401_is_a_typed_error(clock, status, error):
     put_advertiser("adv-1", status)
@@ -451,3 +702,26 @@ def test_a_needs_reauth_advertisers_last_token_serves_while_it_lasts(clock):
     clear_cache()
     with pytest.raises(NeedsReauthorization):
         get_access_token(advertiser_id="adv-last")
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_revoke_between_the_status_and_the_token_read_is_seen_before_the_token_is_served(clock, monkeypatch, packed):
+    """A revoke marks the advertiser first and deletes its tokens after: a read that saw it still
+    connected and then found the token must ask again before it serves it."""
+    if packed:
+        put_packed("adv-1", "p1", T0 + 3600)
+    else:
+        put_token("adv-1", T0 + 3600)
+    read = client._read_token
+
+    def revoked_meanwhile(*args, **kwargs):
+        found = read(*args, **kwargs)
+        boto3.resource("dynamodb").Table(TABLE).update_item(
+            Key=schema.advertiser_key("adv-1"), UpdateExpression="SET #s = :r",
+            ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":r": "revoked"})
+        return found
+
+    monkeypatch.setattr(client, "_read_token", revoked_meanwhile)
+    with pytest.raises(NeedsReauthorization):
+        get_access_token(advertiser_id="adv-1")
+    assert "adv-1" not in client._tokens

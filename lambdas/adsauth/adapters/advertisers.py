@@ -211,7 +211,7 @@ class AdvertiserTransitions:
             "token_expires_at = :exp", "pending_regions = :pending", "profiles_at = :now", "#dpk = :dpk", "#dsk = :dsk",
             "grant_expiry_basis = :basis", "reconsent_pending = :false", "reconsent_leads_sent = :none",
         ]
-        removes = ["last_refresh_error"]
+        removes = ["last_refresh_error", "pack"]  # a new grant's tokens are in its own secrets
         values = {
             ":s": AdvertiserStatus.CONNECTED.value, ":empty": "", ":now": num(now), ":exp": num(token_expires_at),
             ":pending": pending, ":dpk": expiry_shard(advertiser_id), ":dsk": iso(due), ":basis": grant.basis,

@@ -30,6 +30,11 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def from_iso(text: str) -> float:
+    """Epoch seconds of an ``iso`` time (a due index key)."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
 def iso_us(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -148,6 +153,7 @@ def advertiser_item(advertiser: Advertiser) -> dict:
         "consented_at": advertiser.consented_at,
         "grant_expires_at": advertiser.grant_expires_at,
         "grant_expiry_basis": advertiser.grant_expiry_basis or None,
+        "pack": advertiser.pack or None,
     }
     for name, value in optional.items():
         if value is not None:
@@ -180,4 +186,5 @@ def advertiser_from_item(item: dict) -> Advertiser:
         grant_expiry_basis=item.get("grant_expiry_basis", ""),
         reconsent_pending=bool(item.get("reconsent_pending", False)),
         reconsent_leads_sent=tuple(int(d) for d in item.get("reconsent_leads_sent", [])),
+        pack=item.get("pack", ""),
     )

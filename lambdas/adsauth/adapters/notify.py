@@ -1,7 +1,7 @@
 """Outbound messages: refresh jobs to SQS (the dispatcher), alerts to SNS (the worker) and
 e-mail through SES (the worker's re-consents, the CLI's invitations).
 
-None ever carries a token: a job is ``{"advertiser_id": ...}``, an alert names an advertiser
+None ever carries a token: a job is ``{"advertiser_id": ...}`` or a pack's (``packs.PackJob``: ids only), an alert names an advertiser
 and says what to do; only an e-mail to the advertiser carries its invitation link.
 """
 
@@ -22,6 +22,19 @@ ADVERTISER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 def job_body(advertiser_id: str) -> str:
     """A refresh job: the advertiser's id and nothing else."""
     return json.dumps({"advertiser_id": advertiser_id})
+
+
+def parse_job(body: str | None):
+    """A refresh job: an advertiser id (str), a ``PackJob``, or None when malformed."""
+    from adsauth.packs import parse_pack_job
+
+    try:
+        job = json.loads(body or "")
+    except ValueError:
+        return None
+    if isinstance(job, dict) and "pack" in job:
+        return parse_pack_job(job)
+    return job_advertiser(body)
 
 
 def job_advertiser(body: str | None) -> str | None:
@@ -48,15 +61,18 @@ class SqsRefreshQueue:
         self.queue_url = queue_url
 
     def send(self, advertiser_ids: Sequence[str]) -> None:
+        self._send([job_body(advertiser_id) for advertiser_id in advertiser_ids])
+
+    def send_packs(self, jobs: Sequence) -> None:
+        self._send([job.body() for job in jobs])
+
+    def _send(self, bodies: list[str]) -> None:
         failed = 0
-        for start in range(0, len(advertiser_ids), SQS_BATCH):
-            chunk = advertiser_ids[start : start + SQS_BATCH]
+        for start in range(0, len(bodies), SQS_BATCH):
+            chunk = bodies[start : start + SQS_BATCH]
             response = self.client.send_message_batch(
                 QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(i), "MessageBody": job_body(advertiser_id)}
-                    for i, advertiser_id in enumerate(chunk)
-                ],
+                Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)],
             )
             failed += len(response.get("Failed", []))
         if failed:

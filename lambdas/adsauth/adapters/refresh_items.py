@@ -1,8 +1,10 @@
 """The refresher's part of the table: the sparse ``byExpiry`` index, the dispatcher run's lease,
-per-advertiser leases, refresh outcomes, the audit trail and the platform pause."""
+per-advertiser leases, refresh outcomes, the audit trail, the platform pause and the pack items
+(``adsauth.packs``: a pack's lease, member count and size)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
 from typing import Any, Iterable, Sequence
@@ -16,6 +18,7 @@ from adsauth.adapters.dynamo import (
     RETENTION_AFTER_EXPIRY,
     advertiser_from_item,
     expiry_shard,
+    from_iso,
     generation_condition,
     iso,
     iso_us,
@@ -23,6 +26,7 @@ from adsauth.adapters.dynamo import (
     opt_float,
 )
 from adsauth.models import Advertiser, AdvertiserStatus, DueAdvertiser, Lease, LifecycleEvent, TokenEvent
+from adsauth.packs import PackInfo
 from adsauth.regions import Region
 
 PLATFORM_KEY = {schema.PK: "PLATFORM#lwa", schema.SK: "PAUSE"}
@@ -31,6 +35,9 @@ PLATFORM_KEY = {schema.PK: "PLATFORM#lwa", schema.SK: "PAUSE"}
 DISPATCH_LEASE_KEY = {schema.PK: "PLATFORM#dispatch", schema.SK: "LEASE"}
 # ~30 routine refreshes a day per advertiser: those expire after 90 days; the other events stay
 ROUTINE_EVENT_RETENTION = {"refreshed": 90 * 24 * 3600}
+BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
+BATCH_GET_ATTEMPTS = 5  # unprocessed keys (throttling) are asked for again, after a short backoff
+PACK_NAMES = {"#members": "members", "#size": "size"}  # SIZE is a reserved word
 
 
 class RefreshItems:
@@ -43,11 +50,12 @@ class RefreshItems:
                 IndexName=schema.EXPIRY_INDEX,
                 KeyConditionExpression=Key(schema.EXPIRY_INDEX_PK).eq(f"DUE#{shard}")
                 & Key(schema.EXPIRY_INDEX_SK).lt(iso(before)),
-                ProjectionExpression="advertiser_id, #dsk, token_expires_at",
+                ProjectionExpression="advertiser_id, #dsk, token_expires_at, pack",
                 ExpressionAttributeNames={"#dsk": schema.EXPIRY_INDEX_SK},
             )
             due.extend(
-                DueAdvertiser(i["advertiser_id"], i[schema.EXPIRY_INDEX_SK], opt_float(i.get("token_expires_at")))
+                DueAdvertiser(i["advertiser_id"], i[schema.EXPIRY_INDEX_SK], opt_float(i.get("token_expires_at")),
+                              pack=i.get("pack", ""), due_at=from_iso(i[schema.EXPIRY_INDEX_SK]))
                 for i in items
             )
         return due
@@ -126,7 +134,9 @@ class RefreshItems:
         now: float,
         profiles_at: float | None = None,
         pending_regions: Sequence[Region] | None = None,
+        pack: str | None = None,
     ) -> bool:
+        """``pack``: None leaves it, "" removes it (its own secrets), an id sets it."""
         expression = (
             "SET token_expires_at = :exp, last_refresh_at = :now, updated_at = :now, #dpk = :dpk, #dsk = :dsk"
         )
@@ -134,7 +144,10 @@ class RefreshItems:
         if profiles_at is not None:
             expression += ", profiles_at = :pat, pending_regions = :pending"
             values.update({":pat": num(profiles_at), ":pending": sorted(r.value for r in pending_regions or ())})
-        expression += " REMOVE last_refresh_error, last_refresh_error_at"
+        if pack:
+            expression += ", pack = :pack"
+            values[":pack"] = pack
+        expression += " REMOVE last_refresh_error, last_refresh_error_at" + (", pack" if pack == "" else "")
         return self._update(advertiser_id, expression, "#s = :connected", values, lease=lease, same_grant=True)
 
     def record_refresh_error(self, advertiser_id: str, reason: str, now: float) -> None:
@@ -220,6 +233,100 @@ class RefreshItems:
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    # --- packs (``adsauth.packs``; transitions: ``Refresher.refresh_pack``) ----------------------
+    def acquire_pack_lease(self, pack_id: str, owner: str, now: float, until: float) -> bool:
+        """Take the pack's lease until ``until`` when it is absent (its item is created with no
+        members), released, lapsed or already ``owner``'s."""
+        try:
+            self.table.update_item(
+                Key=schema.pack_key(pack_id),
+                UpdateExpression=(
+                    f"SET #type = :type, pack_id = :id, {schema.KIND_INDEX_PK} = :kind, {schema.KIND_INDEX_SK} = :id, "
+                    "lease_owner = :owner, lease_until = :until, "
+                    "#members = if_not_exists(#members, :zero), #size = if_not_exists(#size, :zero)"
+                ),
+                ConditionExpression="attribute_not_exists(lease_until) OR lease_until <= :now OR lease_owner = :owner",
+                ExpressionAttributeNames={"#type": "type", **PACK_NAMES},
+                ExpressionAttributeValues={":type": "pack", ":id": pack_id, ":kind": schema.PACK_KIND, ":owner": owner,
+                                           ":until": num(until), ":zero": 0, ":now": num(now)},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def release_pack_lease(self, pack_id: str, owner: str) -> None:
+        """End the lease if ``owner`` still holds it; a pack left without members loses its item."""
+        conditional = self.client.exceptions.ConditionalCheckFailedException
+        values = {":owner": owner, ":zero": 0}
+        try:
+            self.table.update_item(
+                Key=schema.pack_key(pack_id), UpdateExpression="REMOVE lease_owner, lease_until",
+                ConditionExpression="lease_owner = :owner AND #members > :zero",
+                ExpressionAttributeNames={"#members": "members"}, ExpressionAttributeValues=values,
+            )
+            return
+        except conditional:
+            pass  # not ours, or no members left
+        try:
+            self.table.delete_item(
+                Key=schema.pack_key(pack_id),
+                ConditionExpression="lease_owner = :owner AND (attribute_not_exists(#members) OR #members <= :zero)",
+                ExpressionAttributeNames={"#members": "members"}, ExpressionAttributeValues=values,
+            )
+        except conditional:
+            pass  # not ours (it lapsed and was taken): a lapsed holder must not end its successor's lease
+
+    def record_pack(self, pack_id: str, owner: str, *, members: int, size: int, now: float) -> bool:
+        """The pack's member count and larger value's size after a write, while ``owner`` holds
+        its lease."""
+        try:
+            self.table.update_item(
+                Key=schema.pack_key(pack_id),
+                UpdateExpression="SET #members = :members, #size = :size, written_at = :now",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeNames=PACK_NAMES,
+                ExpressionAttributeValues={":members": members, ":size": size, ":now": num(now), ":owner": owner},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def list_packs(self) -> list[PackInfo]:
+        """Every pack that has members, by id (the ``byKind`` index: no scan)."""
+        items = self.query_all(
+            IndexName=schema.KIND_INDEX, KeyConditionExpression=Key(schema.KIND_INDEX_PK).eq(schema.PACK_KIND),
+            ProjectionExpression="pack_id, #members, #size", ExpressionAttributeNames=PACK_NAMES,
+        )
+        packs = (PackInfo(i["pack_id"], int(i.get("members", 0)), int(i.get("size", 0))) for i in items)
+        return sorted((p for p in packs if p.members > 0), key=lambda p: p.pack_id)
+
+    def pack_pointers(self, advertiser_ids: Sequence[str]) -> dict[str, tuple[AdvertiserStatus, str]]:
+        """Status and ``pack`` of each of these advertisers that exists (BatchGetItem, consistent)."""
+        ids, found = list(dict.fromkeys(advertiser_ids)), {}
+        for start in range(0, len(ids), BATCH_GET_KEYS):
+            request = {self.table.name: {
+                "Keys": [schema.advertiser_key(a) for a in ids[start:start + BATCH_GET_KEYS]],
+                "ProjectionExpression": "advertiser_id, #s, pack", "ExpressionAttributeNames": {"#s": "status"},
+                "ConsistentRead": True,
+            }}
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                page = self.client.batch_get_item(RequestItems=request)  # the resource's client serializes
+                for item in page.get("Responses", {}).get(self.table.name, []):
+                    found[item["advertiser_id"]] = (AdvertiserStatus(item["status"]), item.get("pack", ""))
+                request = page.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise RuntimeError("DynamoDB left advertisers of a batch read unprocessed")
+        return found
+
+    def set_pack(self, advertiser_id: str, pack: str, lease: Lease) -> bool:
+        """Point the advertiser at ``pack`` ("" = its own secrets) without a refresh, while the
+        lease is held on the same grant and it is connected."""
+        expression, values = ("SET pack = :pack", {":pack": pack}) if pack else ("REMOVE pack", {})
+        return self._update(advertiser_id, expression, "#s = :connected", values, lease=lease, same_grant=True)
 
     # --- audit trail -----------------------------------------------------------------------------
     def add_event(self, advertiser_id: str, event: str, cause: str, now: float) -> None:

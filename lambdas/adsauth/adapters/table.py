@@ -7,6 +7,7 @@ and the events outbox in one table (see ``schema``). One store object, its parts
 - ``profile_items``: profiles;
 - ``refresh_items``: the due index, the dispatch lease, leases, refresh outcomes, audit trail,
   platform pause;
+- ``lobby_items``: advertisers waiting to join a pack (``adsauth.packs``);
 - ``outbox``: lifecycle events written with their transitions, and their relay.
 """
 
@@ -15,12 +16,14 @@ from __future__ import annotations
 from adsauth.adapters.advertisers import AdvertiserTransitions
 from adsauth.adapters.dynamo import DynamoBase, expiry_shard, iso, iso_us
 from adsauth.adapters.invitations import InvitationItems
+from adsauth.adapters.lobby_items import LobbyItems
 from adsauth.adapters.outbox import OutboxItems
 from adsauth.adapters.profile_items import ProfileItems
 from adsauth.adapters.refresh_items import DISPATCH_LEASE_KEY, PLATFORM_KEY, RefreshItems
 
 
-class DynamoStore(AdvertiserTransitions, InvitationItems, ProfileItems, RefreshItems, OutboxItems, DynamoBase):
+class DynamoStore(AdvertiserTransitions, InvitationItems, ProfileItems, RefreshItems, LobbyItems, OutboxItems,
+                  DynamoBase):
     pass
 
 

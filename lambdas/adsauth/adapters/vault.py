@@ -1,4 +1,5 @@
-"""Secrets Manager: one refresh-token secret and one access-token secret per advertiser.
+"""Secrets Manager: one refresh-token secret and one access-token secret per advertiser, or a
+share of a pack's two (``adsauth.packs``).
 
 They sit under two prefixes so IAM can let downstream read access tokens without ever reaching a
 refresh token: ``<prefix>refresh/<advertiser>`` and ``<prefix>access/<advertiser>``.
@@ -17,20 +18,34 @@ Deployed, new secrets are created with the stack's KMS key (``kms_key_id``), and
 puts a resource policy on its refresh-token secret that denies reading it to every principal but
 ``refresh_readers`` (ARN patterns: the callback and refresh worker roles' IAM path, the account
 root, configured operators). Both are optional: the local stack runs without them.
+
+Pack secrets (``<prefix>refresh/packs/<pack>``, ``<prefix>access/packs/<pack>``) follow the same
+successor rule: ``write_pack`` writes its value as the successor of the version it read. When
+another writer got there first, it re-reads and merges its original changes, against its original
+base, into the current entries (``packs.merge``: a change to an entry someone else changed meanwhile
+is dropped, so a removal by a revoke is never undone), then writes as the successor of that version.
+A pack's secrets are created by their first write (the refresher's: so it, unlike for an
+advertiser's, also creates and tags secrets, and protects a pack's refresh secret with the same
+readers-only resource policy).
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import replace
-from typing import Any
+from typing import Any, Mapping
 
-from adsauth.errors import RefreshTokenMissing, RefreshTokenSuperseded, TokensDeleted
+from adsauth import packs
+from adsauth.errors import PackTooLarge, RefreshTokenMissing, RefreshTokenSuperseded, TokensDeleted
 from adsauth.models import GrantReceipt, StoredRefreshToken, TokenSet
+from adsauth.packs import PackValue
 
 SUCCESSOR_NAMESPACE = uuid.UUID("0b5a3c55-5e2f-4d8e-9a57-4f1d8f3c2a61")
 NEW_GRANT_ATTEMPTS = 5
+PACK_WRITE_ATTEMPTS = 5  # each lost race means another writer's value went in: a few always suffice
+PACK_NAMES = {"refresh": packs.refresh_name, "access": packs.access_name}
 
 
 def successor_version(version_id: str) -> str:
@@ -201,6 +216,76 @@ class SecretsManagerVault:
         # created concurrently by another request: write our value as the current version
         return self.client.put_secret_value(SecretId=name, SecretString=json.dumps(value))["VersionId"]
 
+    def get_access_token(self, advertiser_id: str) -> tuple[str, float]:
+        """The advertiser's own access token and its expiry (to move it into a pack without a
+        refresh); ``TokensDeleted`` when the secret is gone."""
+        errors = self.client.exceptions
+        try:
+            secret = self.client.get_secret_value(SecretId=self.access_secret_name(advertiser_id))
+        except (errors.ResourceNotFoundException, errors.InvalidRequestException):
+            raise TokensDeleted() from None  # absent, or deleted and awaiting removal
+        try:
+            value = json.loads(secret["SecretString"])
+            token, expires_at = value["access_token"], float(value["expires_at"])
+        except (KeyError, TypeError, ValueError):  # never chained: the error could quote the value
+            token, expires_at = None, 0.0
+        if not isinstance(token, str) or not token:
+            raise TokensDeleted()
+        return token, expires_at
+
+    # --- packs (``adsauth.packs``) ---------------------------------------------------------------
+    def pack_secret_name(self, kind: str, pack_id: str) -> str:
+        return PACK_NAMES[kind](self.prefix, pack_id)
+
+    def read_pack(self, kind: str, pack_id: str) -> PackValue:
+        """Pack secret ``kind`` ("refresh" or "access"); ``PackValue(None)`` when it does not exist."""
+        errors = self.client.exceptions
+        try:
+            secret = self.client.get_secret_value(SecretId=self.pack_secret_name(kind, pack_id))
+        except (errors.ResourceNotFoundException, errors.InvalidRequestException):
+            return PackValue(None, {})  # not created yet, or deleted (and awaiting removal)
+        return PackValue(secret["VersionId"], packs.decode(secret.get("SecretString")))
+
+    def write_pack(self, kind: str, pack_id: str, base: PackValue,
+                   changes: Mapping[str, dict | None]) -> tuple[PackValue, set[str]]:
+        """Write ``changes`` (advertiser → entry, None: remove) made against ``base`` as the
+        successor of the version read; when someone wrote first, merged into what they wrote.
+        Returns the value written and the advertisers whose change was dropped."""
+        name = self.pack_secret_name(kind, pack_id)
+        errors = self.client.exceptions
+        current = base
+        for attempt in range(PACK_WRITE_ATTEMPTS):
+            # the original changes against the original base, every time: a change dropped once
+            # (its entry changed by someone else) stays dropped
+            merged, dropped = packs.merge(base.entries, current.entries, changes)
+            value = packs.encode(merged)
+            if len(value.encode("utf-8")) > packs.VALUE_LIMIT:
+                raise PackTooLarge()
+            version = None
+            try:
+                if current.version is None:
+                    version = self._create_secret(name, value, f"adsauth {kind} tokens of pack {pack_id}",
+                                                  {"adsauth:pack": pack_id, "adsauth:kind": kind})
+                else:
+                    version = self.client.put_secret_value(
+                        SecretId=name, SecretString=value, ClientRequestToken=successor_version(current.version)
+                    )["VersionId"]
+            except (errors.ResourceExistsException, errors.ResourceNotFoundException):
+                pass  # someone wrote (or created) first, or the pack was deleted meanwhile: merge again
+            except errors.InvalidRequestException:
+                time.sleep(0.2 * (attempt + 1))  # deleted, not yet gone: its name is free in moments
+            if version is not None:
+                if current.version is None and kind == "refresh":
+                    self._protect(name)  # as every refresh-token secret: only its readers may read it
+                return PackValue(version, merged), dropped
+            current = self.read_pack(kind, pack_id)
+        raise RefreshTokenSuperseded()  # never in practice: each lost attempt is another writer's write
+
+    def delete_pack(self, pack_id: str) -> None:
+        """Delete both secrets of the pack at once (no recovery window); absent ones are fine."""
+        for kind in PACK_NAMES:
+            self._delete(self.pack_secret_name(kind, pack_id))
+
     # --- both ----------------------------------------------------------------------------------
     def delete_tokens(self, advertiser_id: str) -> None:
         """Delete both secrets at once, without a recovery window (a revoked grant is worthless,
@@ -215,17 +300,19 @@ class SecretsManagerVault:
             pass
 
     def _create(self, name: str, value: dict, advertiser_id: str, kind: str) -> str | None:
+        """Create an advertiser's secret; its version, or None when it exists already."""
+        return self._create_secret(name, json.dumps(value), f"adsauth {kind} token of advertiser {advertiser_id}",
+                                   {"adsauth:advertiser": advertiser_id, "adsauth:kind": kind})
+
+    def _create_secret(self, name: str, text: str, description: str, tags: dict[str, str]) -> str | None:
         """Create the secret; its version, or None when it exists already."""
         key = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
         try:
             created = self.client.create_secret(
                 Name=name,
-                SecretString=json.dumps(value),
-                Description=f"adsauth {kind} token of advertiser {advertiser_id}",
-                Tags=[
-                    {"Key": "adsauth:advertiser", "Value": advertiser_id},
-                    {"Key": "adsauth:kind", "Value": kind},
-                ],
+                SecretString=text,
+                Description=description,
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
                 **key,
             )
         except self.client.exceptions.ResourceExistsException:

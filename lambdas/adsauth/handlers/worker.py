@@ -1,4 +1,5 @@
-"""The refresh worker: an SQS batch of ``{"advertiser_id": ...}`` jobs, one refresh each.
+"""The refresh worker: an SQS batch of jobs, ``{"advertiser_id": ...}`` (one refresh) or a pack's
+(``adsauth.packs.PackJob``: its due members and joiners, refreshed together, ``pack_job``).
 
 Partial batch failures: a job that failed transiently (LwA 429/5xx/timeouts after the HTTP
 retries) is reported back so SQS delivers it again; after the queue's ``maxReceiveCount`` it moves
@@ -18,21 +19,19 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from adsauth.adapters.notify import job_advertiser
 from adsauth.errors import AdvertiserUnknown, LwaError
 from adsauth.handlers.common import log_unexpected, logger
 from adsauth.models import RefreshResult
 from adsauth.wiring import refresher
 
-tracer = Tracer(service="adsauth")
 metrics = Metrics(service="adsauth")
 
-RECORDS_AT_ONCE = 10  # the SQS batch size: every record of a batch at once
+RECORDS_AT_ONCE = 10  # the SQS batch size: every record of a batch at once (a pack job's advertisers too)
 # "refused": LwA refused the request itself (invalid_request, an unknown code): acknowledged, not
 # delivered again (the same request gets the same answer), but it counts as a failed refresh
 OUTCOME_METRICS = {"refreshed": "RefreshOk", "needs_reauth": "NeedsReauth", "client_invalid": "LwaInvalidClient",
@@ -65,8 +64,13 @@ def add_metric(*, name: str) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
-def record_handler(record: SQSRecord) -> str:
-    advertiser_id = job_advertiser(record.body)
+def record_handler(record: SQSRecord, lambda_context=None) -> str:
+    from adsauth.adapters.notify import parse_job
+
+    job = parse_job(record.body)
+    if job is not None and not isinstance(job, str):
+        return pack_job(job, record, lambda_context)
+    advertiser_id = job
     if advertiser_id is None:
         logger.warning("malformed refresh job dropped", extra={"message_id": record.message_id})
         return "dropped"
@@ -92,6 +96,38 @@ def record_handler(record: SQSRecord) -> str:
         raise RefreshFailed("unexpected_error") from None
     report(result)
     return result.outcome
+
+
+def pack_job(job, record: SQSRecord, context=None) -> str:
+    """A pack's job (``adsauth.pack_refresh``): its advertisers refreshed ``RECORDS_AT_ONCE`` at a
+    time, each reported; none is started once less than ``PACK_MARGIN_SECONDS`` of the invocation
+    is left (what it takes to store the pack). When one failed (LwA unavailable, no time left, a
+    write) the job is reported failed, so SQS delivers it again, as a job of its own would be."""
+    from adsauth.deadline import Deadline
+    from adsauth.packs import PACK_MARGIN_SECONDS
+
+    deadline = Deadline.from_context(context, margin_seconds=PACK_MARGIN_SECONDS)
+    try:
+        with ThreadPoolExecutor(max_workers=RECORDS_AT_ONCE, thread_name_prefix="pack") as pool:
+            results = refresher().refresh_pack(job, run_all=lambda f, items: list(pool.map(f, items)),
+                                               deadline=deadline)
+    except Exception as exc:
+        add_metric(name="RefreshFailed")
+        log_unexpected(exc)
+        raise RefreshFailed("pack_write_failed") from None
+    failed = [r for r in results if r.outcome == "failed"]
+    for result in results:
+        report(result)
+    logger.info("pack job done", extra={"pack": job.pack_id, "advertisers": len(results),
+                                        "refreshed": sum(r.outcome == "refreshed" for r in results),
+                                        "failed": len(failed)})
+    if failed:
+        # as a job of its own would be: SQS delivers the pack's job again (it refreshes only what is
+        # still due), and after maxReceiveCount it goes to the DLQ. The dispatcher finds these
+        # advertisers again at its next run too (their deadlines were put back), whichever is first.
+        add_metric(name="RefreshFailed")
+        raise RefreshFailed(failed[0].reason or "refresh_failed")
+    return "pack"
 
 
 def report(result: RefreshResult) -> None:
@@ -120,7 +156,6 @@ def report(result: RefreshResult) -> None:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
     # A processor per invocation: it keeps the batch's state, and local tests run two at once.
