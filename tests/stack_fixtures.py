@@ -150,3 +150,34 @@ def into_a_new_pack(advertiser_id: str) -> str:
     assert found is not None and found["where"] == "pack" and found["pack"] == job.pack_id
     remember(found["refresh_token"], found["access_token"])
     return job.pack_id
+
+
+def remembered_tokens(advertiser_id: str, **where) -> dict | None:
+    """The advertiser's stored tokens wherever they are (``local.stack.stored_tokens``), remembered
+    as sensitive (the leak checks look for them); None when neither place holds any."""
+    from local.stack import stored_tokens
+
+    found = stored_tokens(advertiser_id, **where)
+    if found:
+        remember(found["refresh_token"], found["access_token"])
+    return found
+
+
+def refresh_token_accepted(stack, token: str | None) -> bool:
+    """Whether LwA (the emulator) would still refresh with ``token`` (known, its grant not revoked)."""
+    em = stack.emulator
+    with em._lock:
+        grant = em._grants.get(em._refresh_tokens.get(token or "", ""))
+        return grant is not None and not grant.revoked
+
+
+def reauthorize(stack, browser, advertiser_id: str) -> None:
+    """A new consent of a known advertiser: ``reinvite``, then the advertiser allows at Amazon."""
+    from adsauth import wiring
+
+    _, token = wiring.onboarding().reinvite(advertiser_id)
+    remember(token)
+    b = browser()
+    authorize = b.get(stack.base_url + f"/connect/{token}").headers["Location"]
+    answer = b.click(b.get(authorize), "allow")
+    assert b.get(answer.headers["Location"]).status_code == 303

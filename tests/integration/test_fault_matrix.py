@@ -49,9 +49,10 @@ import pytest
 
 from adsauth import schema, wiring
 from local.faults import SECRET_WRITES, TABLE_WRITES, aws_fault, emulator_fault, secret_prefixed, table_named, token_issued
-from local.stack import SECRET_PREFIX, TABLE_NAME, stored_tokens
-from tests.conftest import remember
+from local.stack import SECRET_PREFIX, TABLE_NAME
 from tests.proof import record_fault_matrix, record_faults
+from tests.stack_fixtures import refresh_token_accepted
+from tests.stack_fixtures import remembered_tokens as tokens
 
 STEPS = ("token exchange", "NA profiles", "EU profiles", "FE profiles", "secret write", "table write")
 FAULTS = ("timeout", "5xx", "429", "reset", "late")
@@ -166,22 +167,6 @@ def table():
 
 def item(advertiser_id: str) -> dict:
     return table().get_item(Key=schema.advertiser_key(advertiser_id), ConsistentRead=True)["Item"]
-
-
-def tokens(advertiser_id: str) -> dict | None:
-    """The advertiser's stored tokens, in its own secrets or its pack's (None: neither holds any)."""
-    found = stored_tokens(advertiser_id)
-    if found:
-        remember(found["refresh_token"], found["access_token"])
-    return found
-
-
-def refresh_token_accepted(stack, token: str | None) -> bool:
-    """Whether LwA would still refresh with ``token`` (known, its grant not revoked)."""
-    em = stack.emulator
-    with em._lock:
-        grant = em._grants.get(em._refresh_tokens.get(token or "", ""))
-        return grant is not None and not grant.revoked
 
 
 def grant_problems(stack, advertiser_id: str, adv: dict) -> list[str]:

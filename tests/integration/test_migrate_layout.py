@@ -145,20 +145,26 @@ def fleet(stack, flow) -> list[str]:
     client.clear_cache()
 
 
+def migrate_while_reading(capsys, fleet, to: str) -> None:
+    """``migrate-layout --to <to>`` while every advertiser's token is read in a loop: it moves
+    them all, and every read before, during and after finds a token with the promised time."""
+    with Reader(fleet) as reader:
+        started = reader.reads
+        code, out, err = migrate(capsys, to)
+        during = reader.reads - started
+    assert (code, err) == (0, ""), err
+    assert f"moved {ADVERTISERS} advertiser(s) to the {to} layout" in out
+    assert reader.failures == [] and reader.rounds >= 2 and during >= 1  # reads before, during, after
+    assert reader.least >= MIN_REMAINING
+
+
 def test_migrating_to_packed_and_back_keeps_every_downstream_read_served(stack, capsys, fleet):
     stack.emulator.fault("token", "latency", latency_ms=200)  # each move takes a while: reads land inside
     before = {a: tokens(a) for a in fleet}
     calls = refreshes(stack)
 
     # --- to packed: the stack's layout ------------------------------------------------------------
-    with Reader(fleet) as reader:
-        started = reader.reads
-        code, out, err = migrate(capsys, "packed")
-        during = reader.reads - started
-    assert (code, err) == (0, ""), err
-    assert f"moved {ADVERTISERS} advertiser(s) to the packed layout" in out
-    assert reader.failures == [] and reader.rounds >= 2 and during >= 1  # reads before, during, after
-    assert reader.least >= MIN_REMAINING
+    migrate_while_reading(capsys, fleet, "packed")
     assert refreshes(stack) == calls + ADVERTISERS  # each moved with one refresh
     packed, names = {a: tokens(a) for a in fleet}, secret_names()
     for advertiser_id, found in packed.items():
@@ -174,14 +180,7 @@ def test_migrating_to_packed_and_back_keeps_every_downstream_read_served(stack, 
     # --- and back, once the stack is deployed per advertiser ------------------------------------------
     calls = refreshes(stack)
     with stack.environment(TOKEN_LAYOUT="per_advertiser"):
-        with Reader(fleet) as reader:
-            started = reader.reads
-            code, out, err = migrate(capsys, "per_advertiser")
-            during = reader.reads - started
-    assert (code, err) == (0, ""), err
-    assert f"moved {ADVERTISERS} advertiser(s) to the per_advertiser layout" in out
-    assert reader.failures == [] and reader.rounds >= 2 and during >= 1  # reads before, during, after
-    assert reader.least >= MIN_REMAINING
+        migrate_while_reading(capsys, fleet, "per_advertiser")
     assert refreshes(stack) == calls + ADVERTISERS
     names = secret_names()
     for advertiser_id in fleet:

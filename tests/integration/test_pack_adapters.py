@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from adsauth import packs, schema
 from adsauth.adapters import refresh_items
@@ -26,6 +25,7 @@ from adsauth.regions import Region
 from local import moto_patches
 from local.memory import MemoryStore, MemoryVault
 from tests.conftest import remember
+from tests.moto_region import in_process_aws, own_region
 
 REGION = "ca-central-1"  # not the session stack's region: moto's backends are shared in-process
 TABLE = "adsauth-pack-test"
@@ -37,25 +37,10 @@ CONNECTED = AdvertiserStatus.CONNECTED
 
 @pytest.fixture
 def aws(monkeypatch):
-    # the integration stack may have pointed boto3 at its moto server: this module mocks in-process
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
-        monkeypatch.setenv(name, REGION)
+    in_process_aws(monkeypatch, REGION)
     moto_patches.apply()  # moto's conditional writes as atomic as DynamoDB's (the lease race below)
-    mock = mock_aws()
-    mock.start(reset=False)  # a reset would wipe the session stack's moto server too
-    dynamodb, sm = boto3.client("dynamodb"), boto3.client("secretsmanager")
-    try:
-        dynamodb.create_table(**schema.create_table_request(TABLE))
+    with own_region(TABLE):  # a reset would wipe the session stack's moto server too
         yield
-    finally:
-        dynamodb.delete_table(TableName=TABLE)
-        for page in sm.get_paginator("list_secrets").paginate():
-            for secret in page["SecretList"]:
-                sm.delete_secret(SecretId=secret["ARN"], ForceDeleteWithoutRecovery=True)
-        mock.stop(remove_data=False)
 
 
 @pytest.fixture

@@ -22,9 +22,11 @@ from adsauth.adapters.table import PLATFORM_KEY
 from adsauth.adapters.vault import successor_version
 from adsauth.errors import RefreshTokenSuperseded
 from local.emulator import DEFAULT_PROFILES, DEFAULT_USER
-from local.stack import CLIENT_ID, SECRET_PREFIX, TABLE_NAME, stored_tokens
+from local.stack import CLIENT_ID, SECRET_PREFIX, TABLE_NAME
 from tests.conftest import remember
-from tests.stack_fixtures import into_a_new_pack, secret_names
+from tests.stack_fixtures import into_a_new_pack, reauthorize, secret_names
+from tests.stack_fixtures import refresh_token_accepted as accepted
+from tests.stack_fixtures import remembered_tokens as tokens
 
 REFRESH = {"endpoint": "token", "grant_type": "refresh_token"}
 
@@ -42,22 +44,6 @@ def secret(kind: str, advertiser_id: str) -> dict:
     value = json.loads(response["SecretString"])
     remember(*(v for v in value.values() if isinstance(v, str)))
     return {**value, "version": response["VersionId"]}
-
-
-def tokens(advertiser_id: str, **where) -> dict | None:
-    """The advertiser's stored tokens wherever they are (``local.stack.stored_tokens``)."""
-    found = stored_tokens(advertiser_id, **where)
-    if found:
-        remember(found["refresh_token"], found["access_token"])
-    return found
-
-
-def accepted(stack, refresh_token: str | None) -> bool:
-    """Whether LwA (the emulator) would still refresh with this token."""
-    em = stack.emulator
-    with em._lock:
-        grant = em._grants.get(em._refresh_tokens.get(refresh_token or "", ""))
-        return grant is not None and not grant.revoked
 
 
 def refresh_calls(stack, region: str | None = None) -> int:
@@ -427,12 +413,7 @@ def test_revoke_deletes_the_tokens_keeps_the_records_and_a_new_consent_works(sta
     assert [e.event for e in wiring.store().list_events(advertiser_id)] == ["revoked", "connected"]
     assert advertiser_id in {a.advertiser_id for a in wiring.store().list_advertisers()}
     # a re-authorization (reinvite) stores a new grant under the same names
-    _, token = wiring.onboarding().reinvite(advertiser_id)
-    remember(token)
-    b = browser()
-    authorize = b.get(stack.base_url + f"/connect/{token}").headers["Location"]
-    answer = b.click(b.get(authorize), "allow")
-    assert b.get(answer.headers["Location"]).status_code == 303
+    reauthorize(stack, browser, advertiser_id)
     assert names <= secret_names() and item(advertiser_id)["status"] == "connected"
     assert tokens(advertiser_id)["where"] == "own"  # a new grant: its own secrets, in either layout
 
@@ -451,12 +432,7 @@ def test_revoke_of_a_pack_member_removes_its_entries_and_a_new_consent_lands_in_
     assert not {f"{SECRET_PREFIX}{kind}/{advertiser_id}" for kind in ("refresh", "access")} & secret_names()
     left = tokens(neighbour)  # the other member keeps serving from the pack
     assert (left["pack"], left["members"]) == (pack, 1) and accepted(stack, left["refresh_token"])
-    _, token = wiring.onboarding().reinvite(advertiser_id)
-    remember(token)
-    b = browser()
-    authorize = b.get(stack.base_url + f"/connect/{token}").headers["Location"]
-    answer = b.click(b.get(authorize), "allow")
-    assert b.get(answer.headers["Location"]).status_code == 303
+    reauthorize(stack, browser, advertiser_id)
     again = tokens(advertiser_id)
     assert again["where"] == "own" and accepted(stack, again["refresh_token"])
     assert item(advertiser_id)["status"] == "connected" and "pack" not in item(advertiser_id)

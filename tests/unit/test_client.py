@@ -10,7 +10,6 @@ import boto3
 import pytest
 import urllib3
 from aws_lambda_powertools.utilities import parameters
-from moto import mock_aws
 
 from adsauth import client, packs, schema
 from adsauth.adapters.http import HttpClient
@@ -29,6 +28,7 @@ from adsauth.client import (
     get_token_info,
 )
 from tests.conftest import remember
+from tests.moto_region import in_process_aws, own_region
 
 TABLE = "adsauth-client-test"  # tests/iam/simulate.py maps it (and PREFIX) to the deployed names
 REGION = "eu-west-3"  # not the integration stack's region
@@ -49,12 +49,7 @@ class Clock:
 
 @pytest.fixture(autouse=True)
 def aws(monkeypatch):
-    # the integration stack may have pointed boto3 at its moto server: this module mocks in-process
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
-        monkeypatch.setenv(name, REGION)
+    in_process_aws(monkeypatch, REGION)
     for name in FALLBACKS:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(f"ADSAUTH_{name}", raising=False)
@@ -65,20 +60,10 @@ def aws(monkeypatch):
         monkeypatch.setenv(f"ADS_API_URL_{region}", host)
     clear_cache()
     parameters.clear_caches()
-    # The integration stack's moto server shares moto's in-process backends: a reset would wipe
-    # it. So nothing is reset; this module works in its own region and removes what it made.
-    mock = mock_aws()
-    mock.start(reset=False)
-    dynamodb, sm = boto3.client("dynamodb"), boto3.client("secretsmanager")
     try:
-        dynamodb.create_table(**schema.create_table_request(TABLE))
-        yield
+        with own_region(TABLE):  # (the session stack's moto server is left alone)
+            yield
     finally:
-        dynamodb.delete_table(TableName=TABLE)
-        for page in sm.get_paginator("list_secrets").paginate():
-            for secret in page["SecretList"]:
-                sm.delete_secret(SecretId=secret["ARN"], ForceDeleteWithoutRecovery=True)
-        mock.stop(remove_data=False)
         clear_cache()
         parameters.clear_caches()
 
