@@ -208,6 +208,7 @@ class PublicApi(Construct):
         storage.grant_items(self.callback_function, CALLBACK_ITEMS, queries=CALLBACK_QUERIES)
         storage.grant_client_secret_read(self.callback_function)
         storage.grant_advertiser_secrets_write(self.callback_function)
+        storage.deny_pack_secrets(self.callback_function.role)
         event_bus.grant_publish(self.callback_function)
 
         self.firewall: ApiFirewall | None = None

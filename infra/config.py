@@ -175,6 +175,13 @@ class AdsAuthConfig(BaseModel):
     apigateway get-account``), or the first deploy fails on the stage and rolls back.
     ``"create"`` makes the stack create a role and set it for the whole region, replacing
     whatever was set (see README)."""
+    token_layout: Literal["packed", "per_advertiser"] = "packed"
+    """Where advertisers' tokens live in Secrets Manager. ``"packed"`` (default): many advertisers
+    share one refresh-token secret and one access-token secret (a pack of up to 100), refreshed
+    together about every 48 minutes: a few secrets per hundred advertisers instead of two per
+    advertiser. ``"per_advertiser"``: two secrets per advertiser, as before. Changing it on a
+    running stack: deploy, then ``python -m adsauth migrate-layout --to <layout>`` (see README);
+    downstream reads keep working throughout."""
     table_deletion_protection: bool = False
     """DynamoDB deletion protection on the table. Default ``false``: CloudFormation cannot delete
     a protected table, so a failed first deploy could not roll back cleanly. The table is retained
@@ -310,6 +317,7 @@ _EXPECTED: dict[str, str | Callable[[Any], str]] = {
         'be "auto" (set a role only when the account has none), "existing" (leave the account\'s '
         'role alone) or "create" (replace it)'
     ),
+    "token_layout": 'be "packed" (advertisers share secrets) or "per_advertiser" (two secrets each)',
     "table_deletion_protection": "be true or false",
     "operator_principal_arns": _operators_rejected,
     "grant_lifetime_days": _int_range(1, 3650, " (days)"),

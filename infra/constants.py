@@ -31,9 +31,11 @@ DISPATCHER_HANDLER = "adsauth.handlers.dispatcher.handler"
 WORKER_HANDLER = "adsauth.handlers.worker.handler"
 
 # The refresher. A worker handles one SQS batch per invocation: one LwA refresh per advertiser plus
-# the occasional profile listing, each bounded by the HTTP timeouts and retries in settings.
+# the occasional profile listing, each bounded by the HTTP timeouts and retries in settings; a
+# pack's job refreshes up to 100 advertisers, 10 at a time, and starts none in its last 40 seconds
+# (adsauth.packs.PACK_MARGIN_SECONDS).
 DISPATCHER_TIMEOUT = Duration.seconds(60)
-WORKER_TIMEOUT = Duration.seconds(60)
+WORKER_TIMEOUT = Duration.seconds(120)
 REFRESH_BATCH_SIZE = 10
 # AWS's advice for an SQS event source: visibility timeout at least six times the function timeout,
 # so a message is not handed to a second worker while the first one (and its retries) still runs.
@@ -44,7 +46,7 @@ DLQ_RETENTION = Duration.days(14)  # the SQS maximum: time for ops to look and r
 # An advertiser's refresh lease in the table: longer than a worker can run, so two workers never
 # refresh the same advertiser at once, and short enough that a crashed worker's lease lapses
 # before the next dispatch finds the token still due.
-REFRESH_LEASE_SECONDS = 120
+REFRESH_LEASE_SECONDS = 150  # and a pack's lease: adsauth.packs.PACK_LEASE_SECONDS
 # Powertools metrics the handlers emit (namespace METRICS_NAMESPACE, dimension service=SERVICE_NAME).
 # Alarms and the dashboard watch these names; a test checks the code emits them.
 ONBOARDING_METRICS = ("OnboardingStarted", "OnboardingConnected", "OnboardingDeclined", "OnboardingFailed")

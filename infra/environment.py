@@ -45,6 +45,11 @@ def grant_environment(config: AdsAuthConfig) -> dict[str, str]:
     }
 
 
+def refresher_environment(config: AdsAuthConfig) -> dict[str, str]:
+    """For the dispatcher and the worker: the token layout they plan and write (``adsauth.packs``)."""
+    return {"TOKEN_LAYOUT": config.token_layout}
+
+
 def secret_writer_environment(storage: Storage, *, creates_refresh_secrets: bool) -> dict[str, str]:
     """For functions that create advertiser secrets: the key to create them with and, for the
     exchange path (the only one creating refresh-token secrets), who may read them."""

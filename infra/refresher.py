@@ -13,8 +13,9 @@ The alarms on all of it live in ``infra.monitoring``; the worker publishes per-a
 (re-authorization needed, LwA refusing our client) to the same alert topic.
 
 The dispatcher never touches a secret. Only the worker reads refresh tokens and the LwA client
-secret; it stores access tokens in the secrets the exchange path created, without being able to
-create or read one. Both publish lifecycle events; with ``ses_sender`` the worker also emails
+secret; it stores access tokens, and in the packed layout (``adsauth.packs``) it creates and
+deletes pack secrets and moves advertisers between their own secrets and a pack, reading the
+access-token secrets of packs only, never an advertiser's own. Both publish lifecycle events; with ``ses_sender`` the worker also emails
 re-consent invitations, from ``ses_from_address`` only.
 """
 
@@ -46,7 +47,12 @@ from infra.constants import (
     WORKER_HANDLER,
     WORKER_TIMEOUT,
 )
-from infra.environment import function_environment, grant_environment, secret_writer_environment
+from infra.environment import (
+    function_environment,
+    grant_environment,
+    refresher_environment,
+    secret_writer_environment,
+)
 from infra.event_bus import LifecycleEventBus
 from infra.functions import AdsAuthFunction
 from infra.storage import Storage
@@ -56,6 +62,8 @@ from infra.table_grants import (
     DUE_SHARDS,
     INVITATION_ITEMS,
     OUTBOX_ITEMS,
+    PACK_ITEMS,
+    PACKS,
     PENDING_EVENTS,
     PLATFORM_PAUSE_ITEM,
 )
@@ -64,23 +72,28 @@ from infra.table_grants import (
 # pattern). The dispatcher: its run's lease, the platform pause (read only), the due index, the
 # snooze of a queued advertiser, the outbox relay.
 DISPATCHER_ITEMS = {
-    "GetItem": (PLATFORM_PAUSE_ITEM,),
+    "GetItem": (PLATFORM_PAUSE_ITEM, PACK_ITEMS),
     "PutItem": (DISPATCH_LEASE_ITEM,),
     "DeleteItem": (DISPATCH_LEASE_ITEM,),
-    "UpdateItem": (ADVERTISER_ITEMS,),
+    "UpdateItem": (ADVERTISER_ITEMS, PACK_ITEMS),
     "BatchWriteItem": (OUTBOX_ITEMS,),
 }
-DISPATCHER_QUERIES = {schema.EXPIRY_INDEX: (DUE_SHARDS,), schema.KIND_INDEX: (PENDING_EVENTS,)}
+# (packs: the lobby of advertisers waiting to join, read and emptied; the packs listed by byKind)
+DISPATCHER_QUERIES = {schema.EXPIRY_INDEX: (DUE_SHARDS,), schema.KIND_INDEX: (PENDING_EVENTS, PACKS)}
 # The worker: the advertiser's lease, refresh outcomes, transitions (with outbox events),
 # profiles and audit trail; the platform pause (LwA refused our client); a re-consent's new
 # invitation, checked against the one being completed; the outbox relay.
 WORKER_ITEMS = {
     "GetItem": (ADVERTISER_ITEMS, PLATFORM_PAUSE_ITEM),
     "PutItem": (ADVERTISER_ITEMS, INVITATION_ITEMS, OUTBOX_ITEMS, PLATFORM_PAUSE_ITEM),
-    "UpdateItem": (ADVERTISER_ITEMS,),
+    "UpdateItem": (ADVERTISER_ITEMS, PACK_ITEMS),
+    "DeleteItem": (PACK_ITEMS,),
     "ConditionCheckItem": (INVITATION_ITEMS,),
     "BatchWriteItem": (ADVERTISER_ITEMS, OUTBOX_ITEMS),
+    "BatchGetItem": (ADVERTISER_ITEMS,),
 }
+# (packs: a pack job's lease and member count, a pack's item deleted when it empties, the lobby
+# joined; where each advertiser of a pack keeps its tokens, in one batch read)
 WORKER_QUERIES = {None: (ADVERTISER_ITEMS,), schema.KIND_INDEX: (PENDING_EVENTS,)}
 
 
@@ -144,6 +157,7 @@ class Refresher(Construct):
         environment = {
             **function_environment(config, storage, public_base_url),
             **grant_environment(config),
+            **refresher_environment(config),
             "REFRESH_QUEUE_URL": self.queue.queue_url,
             "ALERT_TOPIC_ARN": self.alert_topic.topic_arn,
             "REFRESH_LEAD_SECONDS": str(config.refresh_lead_seconds),
@@ -171,7 +185,8 @@ class Refresher(Construct):
             layers=layers,
             environment={
                 **environment,
-                **secret_writer_environment(storage, creates_refresh_secrets=False),
+                # it creates pack secrets, and an advertiser's own when it leaves a pack
+                **secret_writer_environment(storage, creates_refresh_secrets=True),
             },
             timeout=WORKER_TIMEOUT,
             # No reserved concurrency: the event source's maximum concurrency already bounds the
@@ -198,6 +213,7 @@ class Refresher(Construct):
         storage.grant_client_secret_read(self.worker)
         storage.grant_refresh_secrets_read_write(self.worker)
         storage.grant_access_secrets_write(self.worker)
+        storage.grant_token_moves(self.worker)
         self.alert_topic.grant_publish(self.worker)
         event_bus.grant_publish(self.worker)
         if config.ses_sender and config.from_address:

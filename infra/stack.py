@@ -124,6 +124,10 @@ class AdsAuthStack(Stack):
                 self.refresher.dispatcher_dead_letter_queue.queue_url,
                 "Failed or dropped dispatcher runs (diagnosis only; purge after reading)",
             ),
+            "TokenLayout": (
+                config.token_layout,
+                "Where advertisers' tokens live (token_layout): migrate-layout checks it",
+            ),
             "SecretsKeyArn": (
                 self.storage.secrets_key.key_arn,
                 "KMS key of every adsauth secret (retained; import it when re-creating the stack)",

@@ -13,9 +13,13 @@ Secrets:
   place:
 
   ``grant_advertiser_secrets_write`` (callback: create/put/delete both kinds, read a replaced
-  version by its id only), ``grant_refresh_secrets_read_write`` (refresh worker: read/put refresh
-  tokens), ``grant_access_secrets_write`` (refresh worker: put access tokens; no create, no read)
-  and ``grant_read_tokens`` (downstream: read access tokens, look up advertisers; nothing else).
+  version by its id only; ``deny_pack_secrets`` keeps it out of the packs' secrets, which only
+  the refresher writes), ``grant_refresh_secrets_read_write`` (refresh worker: read/put refresh
+  tokens), ``grant_access_secrets_write`` (refresh worker: put access tokens),
+  ``grant_token_moves`` (refresh worker, packed layout: create/delete pack secrets and an
+  advertiser's own when it joins or leaves a pack, read access tokens of packs only) and
+  ``grant_read_tokens`` (downstream: read access tokens, packs' included, look up advertisers;
+  nothing else).
 
 The table: ``grant_items`` gives a function the DynamoDB actions its code makes, each on the
 items whose partition key it touches (``dynamodb:LeadingKeys``: ``ADV#*``, ``INVITE#*``, the
@@ -230,6 +234,8 @@ class Storage(Construct):
         self.secret_prefix = advertiser_secret_prefix(stack.stack_name)
         self.refresh_secrets_arn = self._secret_arn_pattern("refresh/*")
         self.access_secrets_arn = self._secret_arn_pattern("access/*")
+        self.access_packs_arn = self._secret_arn_pattern("access/packs/*")  # adsauth.packs
+        self.refresh_packs_arn = self._secret_arn_pattern("refresh/packs/*")
         self.profile_index_arn = f"{self.table.table_arn}/index/{schema.PROFILE_INDEX}"
 
     def _secrets_key(self, stack_name: str) -> kms.Key:
@@ -375,6 +381,40 @@ class Storage(Construct):
         """Store access tokens in existing secrets (the refresher); no create, no read."""
         grant = self._grant_advertiser_secrets(grantee, "access", ACCESS_SECRET_WRITE_ACTIONS)
         return grant.combine(self._grant_key(grantee, KMS_WRITE_ACTIONS, [self.access_secrets_arn]))
+
+    def deny_pack_secrets(self, role: iam.IRole) -> None:
+        """No Secrets Manager action at all on the packs' secrets (``…/refresh/packs/*``,
+        ``…/access/packs/*``): for the callback, whose grants on ``refresh/*`` and ``access/*``
+        (an advertiser's own secrets) would match them. Only the refresher writes a pack."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="NoPackSecrets",
+                effect=iam.Effect.DENY,
+                actions=["secretsmanager:*"],
+                resources=[self.refresh_packs_arn, self.access_packs_arn],
+            )
+        )
+
+    def grant_token_moves(self, grantee: iam.IGrantable) -> iam.Grant:
+        """The refresher's part in the packed layout (``adsauth.packs``): create, store and delete
+        pack secrets and advertisers' own (an advertiser joining a pack leaves its own secrets,
+        one leaving it gets them back), as the exchange path may; and read the access-token
+        secrets of packs only (a pack's members not refreshed in a job keep their tokens), never
+        an advertiser's own access-token secret."""
+        grant = self.grant_advertiser_secrets_write(grantee)
+        reads = iam.Grant.add_to_principal(
+            grantee=grantee, actions=["secretsmanager:GetSecretValue"], resource_arns=[self.access_packs_arn]
+        )
+        _acknowledge_wildcards(
+            grantee,
+            [
+                "Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
+                f"secret:{self.secret_prefix}access/packs/*"
+            ],
+            "Pack secrets are created at runtime as advertisers join, so names are not known at "
+            "deploy time; the pattern is limited to this stack's packs.",
+        )
+        return grant.combine(reads)
 
     def grant_read_tokens(self, grantee: iam.IGrantable) -> iam.Grant:
         """What a downstream function needs, exactly: read access-token secrets (and Decrypt for

@@ -28,7 +28,9 @@ PLATFORM_PAUSE_ITEM = PLATFORM_KEY[schema.PK]  # LwA refused our client: every r
 DISPATCH_LEASE_ITEM = DISPATCH_LEASE_KEY[schema.PK]  # the one dispatcher run that may queue
 # Powertools idempotency records of the callback (handlers.callback: static_pk_value)
 IDEMPOTENCY_ITEMS = "IDEMPOTENCY#onboarding"
+PACK_ITEMS = "PACK#*"  # a pack's item (adsauth.packs) and the lobby of advertisers waiting to join
 # ... and of the indexes, by their partition keys
+PACKS = "PACK"  # byKind: the packs
 DUE_SHARDS = "DUE#*"  # byExpiry (adapters.dynamo.expiry_shard)
 PROFILE_ENTRIES = "PROFILE#*"  # byProfile
 ALL_ADVERTISERS = schema.ADVERTISER_KIND  # byKind: every advertiser (the ops CLI only)
