@@ -194,16 +194,18 @@ def _any_connected_advertiser() -> str:
 def refresh_calls(stack, clock: ShiftClock, calls: AwsCalls) -> dict:
     """Every connected advertiser made due (time travel), one scheduled run (dispatcher, then
     the worker on the queue), then one run with nothing due: AWS calls per refresh and per idle
-    dispatcher run."""
-    scheduler = stack.scheduler()
-    clock.offset += 3600 - 600  # 10 minutes left on every token: inside the lead window
-    with calls.counting() as busy:
-        dispatched, report = scheduler.tick()
-    if not dispatched or report.processed != dispatched:
-        raise RuntimeError(f"the refresh run did not refresh every due advertiser ({dispatched}, {report})")
-    clock.offset += 60
-    with calls.counting() as idle:
-        idle_dispatched, _ = scheduler.tick()
+    dispatcher run, in the per-advertiser layout (one job per advertiser; the packed layout's
+    calls are counted on the simulated day, ``bench.layouts``)."""
+    with stack.environment(TOKEN_LAYOUT="per_advertiser"):
+        scheduler = stack.scheduler()
+        clock.offset += 3600 - 600  # 10 minutes left on every token: inside the lead window
+        with calls.counting() as busy:
+            dispatched, report = scheduler.tick()
+        if not dispatched or report.processed != dispatched:
+            raise RuntimeError(f"the refresh run did not refresh every due advertiser ({dispatched}, {report})")
+        clock.offset += 60
+        with calls.counting() as idle:
+            idle_dispatched, _ = scheduler.tick()
     # the local scheduler's own SQS calls stand for Lambda's event source; they are priced apart
     event_source = ("sqs:ReceiveMessage", "sqs:DeleteMessageBatch", "sqs:GetQueueAttributes")
     per_refresh = {k: round(v / dispatched, 2) for k, v in busy.items() if k not in event_source}

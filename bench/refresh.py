@@ -1,4 +1,5 @@
-"""Figures 2 and 3: the refresher in steady state (a simulated day) and under a backlog.
+"""Figure 3: the refresher under a backlog (figure 2, the steady state of a simulated day of
+each token layout, is ``bench.layouts``).
 
 Throughput runs the deployed worker handler (``adsauth.handlers.worker``: Powertools batch
 processing, the record handler, the refresher's lease and due checks) and the real LwA adapter
@@ -29,7 +30,6 @@ from local.simulation import (
     MemoryVault,
     NoProfiles,
     seed_connected,
-    simulate_day,
     simulation_settings,
 )
 
@@ -37,23 +37,6 @@ CLIENT_ID = "amzn1.application-oa2-client.bench000000000000000000000000000"
 LWA_LATENCY_MS = 100  # the issue's figure: every LwA refresh call waits this long at the emulator
 AWS_CALL_LATENCY_S = 0.005  # each table / Secrets Manager call of the stand-ins (DynamoDB is ~5 ms)
 BATCH_SIZE = 10  # the SQS event source's batch size (infra.constants.REFRESH_BATCH_SIZE)
-
-
-# --- figure 2 ----------------------------------------------------------------------------------
-def steady_state(advertisers: int, hours: float) -> dict:
-    """A simulated day through the real dispatcher and worker logic on a fake clock."""
-    result = simulate_day(advertisers=advertisers, hours=hours)
-    return {
-        "refreshes_per_advertiser_hour": round(result["calls_per_advertiser_hour"], 3),
-        "min_remaining_validity_minutes": round(result["min_remaining_seconds"] / 60, 1),
-        "details": {
-            "advertisers": advertisers,
-            "hours": hours,
-            "lwa_refresh_calls": result["lwa_refresh_calls"],
-            "downstream_reads": result["reads"],
-            "dispatcher_runs": result["dispatch_queries"],
-        },
-    }
 
 
 # --- figure 3 ----------------------------------------------------------------------------------
