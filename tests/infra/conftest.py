@@ -59,6 +59,7 @@ DEFAULT_CONFIG = {
     "waf_enabled": False,
     "waf_rate_limit": 300,
     "api_cloudwatch_role": "auto",
+    "token_layout": "packed",
     "table_deletion_protection": False,
     "operator_principal_arns": [],
     "grant_lifetime_days": 365,
@@ -84,6 +85,7 @@ DOMAIN_CONFIG = {
     "waf_enabled": True,
     "waf_rate_limit": 1000,
     "api_cloudwatch_role": "create",
+    "token_layout": "per_advertiser",
     "table_deletion_protection": True,
     "operator_principal_arns": [OPERATOR_ARN],
 }

@@ -48,6 +48,7 @@ EVERY_KEY = {
     "waf_enabled": True,
     "waf_rate_limit": 500,
     "api_cloudwatch_role": "create",
+    "token_layout": "per_advertiser",
     "table_deletion_protection": True,
     "operator_principal_arns": [OPERATOR_ARN],
     "grant_lifetime_days": 200,
@@ -112,6 +113,11 @@ def test_cdk_synth_with_every_key_set_including_nulls(tmp_path):
     _, stage = only(cfn, "AWS::ApiGateway::Stage")
     assert stage["Properties"]["StageName"] == "live"
     assert stage["Properties"].get("TracingEnabled") is not True
+    # token_layout reaches the two functions that plan and write tokens, and the CLI (an output)
+    functions = functions_by_handler(cfn)
+    for handler in ("adsauth.handlers.dispatcher.handler", "adsauth.handlers.worker.handler"):
+        assert functions[handler]["Properties"]["Environment"]["Variables"]["TOKEN_LAYOUT"] == "per_advertiser"
+    assert outputs["TokenLayout"] == "per_advertiser"
 
 
 def test_cdk_synth_refuses_a_null_where_none_is_allowed(tmp_path):

@@ -26,9 +26,12 @@ REVIEWED = {
         ("AwsSolutions-IAM5", "AWS::IAM::Policy", "Resource::*"): 5,
         ("AwsSolutions-IAM4", "AWS::IAM::Role", "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"): 1,
         # no "<table>/index/*" any more: each role names the indexes it queries (Storage.grant_items)
-        ("AwsSolutions-IAM5", "AWS::IAM::Policy", SECRETS + "refresh/*|" + SECRETS + "access/*"): 1,
+        # advertisers' secrets written by the callback and (moves in and out of packs) the worker
+        ("AwsSolutions-IAM5", "AWS::IAM::Policy", SECRETS + "refresh/*|" + SECRETS + "access/*"): 2,
         ("AwsSolutions-IAM5", "AWS::IAM::Policy", SECRETS + "refresh/*"): 1,
         ("AwsSolutions-IAM5", "AWS::IAM::Policy", SECRETS + "access/*"): 1,
+        # the worker reads the packs' access tokens, no advertiser's own (Storage.grant_token_moves)
+        ("AwsSolutions-IAM5", "AWS::IAM::Policy", SECRETS + "access/packs/*"): 1,
         ("AwsSolutions-SMG4", "AWS::SecretsManager::Secret", "—"): 1,
         ("AwsSolutions-SQS3", "AWS::SQS::Queue", "—"): 1,  # the dispatcher DLQ
     },

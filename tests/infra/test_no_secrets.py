@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from adsauth.packs import LAYOUTS
 from tests.infra.cfn import functions_by_handler, only, render, walk
 
 
@@ -28,8 +29,11 @@ SECRET_LIKE_VARIABLES = {
     "adsauth.handlers.connect.handler": set(),
     "adsauth.handlers.callback.handler": {"SECRETS_KMS_KEY_ID", "REFRESH_SECRET_READERS"},
     "adsauth.handlers.dispatcher.handler": set(),
-    "adsauth.handlers.worker.handler": {"SECRETS_KMS_KEY_ID"},
+    "adsauth.handlers.worker.handler": {"SECRETS_KMS_KEY_ID", "REFRESH_SECRET_READERS"},
 }
+# Names that match the pattern but hold a plain setting, checked to be exactly that: the token
+# layout ("packed" or "per_advertiser", adsauth.packs.LAYOUTS), never a reference or a value.
+PLAIN_SETTINGS = {"TOKEN_LAYOUT": LAYOUTS}
 
 
 def test_only_secret_like_variables_are_references(cfn, domain_cfn):
@@ -38,7 +42,10 @@ def test_only_secret_like_variables_are_references(cfn, domain_cfn):
         key_id, _ = only(template, "AWS::KMS::Key")
         for handler, fn in functions_by_handler(template).items():
             env = fn["Properties"]["Environment"]["Variables"]
-            secretish = {k for k in env if re.search("SECRET|TOKEN|PASSWORD|KEY", k)}
+            secretish = {k for k in env if re.search("SECRET|TOKEN|PASSWORD|KEY", k)} - set(PLAIN_SETTINGS)
+            for name, values in PLAIN_SETTINGS.items():
+                if name in env:
+                    assert env[name] in values, (handler, name)
             assert secretish == {"LWA_CLIENT_SECRET_NAME", "SECRET_PREFIX"} | SECRET_LIKE_VARIABLES[handler]
             assert env["LWA_CLIENT_SECRET_NAME"] == {"Ref": secret_id}
             assert isinstance(env["SECRET_PREFIX"], str) and env["SECRET_PREFIX"].endswith("/")

@@ -1,11 +1,16 @@
 """Who may touch which secret: the callback role (exchange) and the refresh worker read the client
-secret and write advertiser secrets, each as narrowly as it needs; the connect and dispatcher roles
-have no Secrets Manager action at all; downstream (the example consumer) reads access tokens only.
-Only the refresh worker may send email, and only from ``ses_sender``."""
+secret and create, write and delete advertiser secrets, each as narrowly as it needs; only the
+worker touches the packs' secrets (``adsauth.packs``: the callback is explicitly denied them), and
+of access tokens it reads the packs' only; the connect and dispatcher roles have no Secrets
+Manager action at all; downstream (the example consumer) reads access tokens only. Only the
+refresh worker may send email, and only from ``ses_sender``."""
 
 from __future__ import annotations
 
 import fnmatch
+import json
+
+import pytest
 
 from tests.infra.cfn import (
     actions,
@@ -36,14 +41,23 @@ def _grants(statement: dict, pattern: str) -> bool:
     )
 
 
-def _roles_allowed(cfn: dict, action: str, resource: str) -> set[str]:
-    return {
-        role_id
-        for role_id, statements in role_statements(cfn).items()
-        for statement in statements
-        if _grants(statement, action)
-        and any(fnmatch.fnmatch(resource, render(r)) for r in as_list(statement["Resource"]))
-    }
+def _names(statement: dict, action: str, resource: str) -> bool:
+    return any(fnmatch.fnmatch(action.lower(), a.lower()) for a in actions(statement)) and any(
+        fnmatch.fnmatch(resource, render(r)) for r in as_list(statement["Resource"])
+    )
+
+
+def _roles_allowed(cfn: dict, action: str, resource: str, *, unconditionally: bool = False) -> set[str]:
+    """Roles with an Allow of ``action`` on ``resource`` (under any condition, or with
+    ``unconditionally`` under none) and no unconditional Deny of it: an explicit Deny wins."""
+    found = set()
+    for role_id, statements in role_statements(cfn).items():
+        named = [s for s in statements if _names(s, action, resource)]
+        if any(s["Effect"] == "Deny" and "Condition" not in s for s in named):
+            continue
+        if any(s["Effect"] == "Allow" and not (unconditionally and "Condition" in s) for s in named):
+            found.add(role_id)
+    return found
 
 
 def test_only_the_callback_and_worker_roles_read_the_client_secret(cfn):
@@ -61,28 +75,48 @@ def test_only_the_callback_and_worker_roles_read_the_client_secret(cfn):
 
 
 def test_who_may_do_what_with_advertiser_secrets(cfn):
+    """An advertiser's own secrets (``refresh/<id>``, ``access/<id>``) and a pack's
+    (``refresh/packs/<P>``, ``access/packs/<P>``). Both the callback (a new grant) and the worker
+    (an advertiser joining or leaving a pack, a pack's own secrets) create and delete; only the
+    worker touches a pack. A read "by id" is allowed only with a VersionId (undoing a write): a
+    current token is read by the worker alone, an advertiser's own access token by nobody."""
     functions = functions_by_handler(cfn)
     callback, worker = role_of(functions[CALLBACK]), role_of(functions[WORKER])
+    both = {callback, worker}
     expected = {
-        ("refresh", "CreateSecret"): {callback},
-        ("refresh", "TagResource"): {callback},  # CreateSecret with tags needs it
-        # the callback only reads a version by its id (see the next test)
-        ("refresh", "GetSecretValue"): {callback, worker},
-        ("refresh", "PutSecretValue"): {callback, worker},
-        ("refresh", "DescribeSecret"): {callback},
+        ("refresh", "CreateSecret"): both,
+        ("refresh", "TagResource"): both,  # CreateSecret with tags needs it
+        ("refresh", "GetSecretValue"): both,  # the callback only by VersionId (see below)
+        ("refresh", "PutSecretValue"): both,
+        ("refresh", "DescribeSecret"): both,
         ("refresh", "UpdateSecret"): set(),
-        # the callback undoes the secrets of a grant whose completion lost a race against a revoke
-        ("refresh", "DeleteSecret"): {callback},
-        ("access", "CreateSecret"): {callback},  # the worker only updates existing ones
-        ("access", "GetSecretValue"): {callback},  # the worker writes access tokens, never reads
-        ("access", "PutSecretValue"): {callback, worker},
-        ("access", "DescribeSecret"): {callback},
+        # the callback undoes a grant that lost a race against a revoke; the worker deletes a
+        # joiner's own secrets once its tokens are in the pack
+        ("refresh", "DeleteSecret"): both,
+        ("access", "CreateSecret"): both,  # the worker: a leaver's own secret
+        ("access", "GetSecretValue"): both,  # both only by VersionId (see below)
+        ("access", "PutSecretValue"): both,
+        ("access", "DescribeSecret"): both,
         ("access", "UpdateSecret"): set(),
-        ("access", "DeleteSecret"): {callback},
+        ("access", "DeleteSecret"): both,
     }
+    for kind in ("refresh", "access"):  # a pack: the worker's alone, the callback denied
+        expected.update({
+            (f"{kind}/packs", action): set() if action == "UpdateSecret" else {worker}
+            for (k, action) in list(expected) if k == kind
+        })
+    current_reads = {"refresh": {worker}, "access": set(), "refresh/packs": {worker}, "access/packs": {worker}}
     for (kind, action), roles in expected.items():
-        arn = PREFIX + f"adsauth/AdsAuth/advertisers/{kind}/adv-1-AbCdEf"
-        assert _roles_allowed(cfn, f"secretsmanager:{action}", arn) == roles, (kind, action)
+        assert _roles_allowed(cfn, f"secretsmanager:{action}", _secret(kind)) == roles, (kind, action)
+    for kind, roles in current_reads.items():
+        assert _roles_allowed(cfn, "secretsmanager:GetSecretValue", _secret(kind), unconditionally=True) == roles, kind
+
+
+def _secret(kind: str) -> str:
+    """A deployed secret's ARN: ``kind`` "refresh", "access" (advertiser adv-1's own) or
+    "refresh/packs", "access/packs" (pack p1's)."""
+    name = "p1" if kind.endswith("/packs") else "adv-1"
+    return PREFIX + f"adsauth/AdsAuth/advertisers/{kind}/{name}-AbCdEf"
 
 
 def _callback_advertiser_secret_statements(cfn: dict) -> list[dict]:
@@ -117,31 +151,48 @@ def test_callback_advertiser_secret_grant_is_exactly_scoped(cfn):
     }
 
 
-def test_only_the_callback_may_set_a_secret_policy_and_nobody_deletes_one(cfn):
-    callback = role_of(functions_by_handler(cfn)[CALLBACK])
-    for kind, roles in (("refresh", {callback}), ("access", set())):
-        arn = PREFIX + f"adsauth/AdsAuth/advertisers/{kind}/adv-1-AbCdEf"
-        assert _roles_allowed(cfn, "secretsmanager:PutResourcePolicy", arn) == roles, kind
-        assert _roles_allowed(cfn, "secretsmanager:DeleteResourcePolicy", arn) == set(), kind
+def test_only_the_creators_of_refresh_token_secrets_may_set_a_policy_and_nobody_deletes_one(cfn):
+    """The readers-only policy goes on every refresh-token secret, by whoever creates it: the
+    callback (a new grant), the worker (a pack's, a leaver's own); access tokens carry none."""
+    functions = functions_by_handler(cfn)
+    callback, worker = role_of(functions[CALLBACK]), role_of(functions[WORKER])
+    for kind, roles in (
+        ("refresh", {callback, worker}),
+        ("access", set()),
+        ("refresh/packs", {worker}),
+        ("access/packs", set()),
+    ):
+        assert _roles_allowed(cfn, "secretsmanager:PutResourcePolicy", _secret(kind)) == roles, kind
+        assert _roles_allowed(cfn, "secretsmanager:DeleteResourcePolicy", _secret(kind)) == set(), kind
 
 
 def test_worker_secret_grants_are_exactly_scoped(cfn):
+    """(effect, resource, condition) → the actions of every Secrets Manager statement of the
+    worker: the callback's write set (advertisers move in and out of packs) plus unconditional
+    reads of refresh tokens and of the packs' access tokens, never an advertiser's own."""
     worker_role = role_of(functions_by_handler(cfn)[WORKER])
-    by_resource = {
-        render(resource): sorted(actions(s))
-        for s in role_statements(cfn)[worker_role]
-        if _grants(s, "secretsmanager:*")
-        for resource in as_list(s["Resource"])
-    }
+    found: dict[tuple, set[str]] = {}
+    for s in role_statements(cfn)[worker_role]:
+        if any(a.lower().startswith("secretsmanager:") for a in actions(s)):
+            for resource in as_list(s["Resource"]):
+                key = (s["Effect"], render(resource), json.dumps(s.get("Condition"), sort_keys=True))
+                found.setdefault(key, set()).update(actions(s))
     secret_id, _ = only(cfn, "AWS::SecretsManager::Secret")
-    assert by_resource == {
-        "${" + secret_id + "}": ["secretsmanager:GetSecretValue"],
-        PREFIX + "adsauth/AdsAuth/advertisers/refresh/*": [
-            "secretsmanager:GetSecretValue",
-            "secretsmanager:PutSecretValue",
-        ],
-        # PutSecretValue into the secret the exchange created: no CreateSecret, no TagResource
-        PREFIX + "adsauth/AdsAuth/advertisers/access/*": ["secretsmanager:PutSecretValue"],
+    refresh = PREFIX + "adsauth/AdsAuth/advertisers/refresh/*"
+    access = PREFIX + "adsauth/AdsAuth/advertisers/access/*"
+    writes = {
+        f"secretsmanager:{a}" for a in ("CreateSecret", "TagResource", "DescribeSecret", "PutSecretValue", "DeleteSecret")
+    }
+    by_version_id = json.dumps({"Null": {"secretsmanager:VersionId": "false"}})
+    assert found == {
+        ("Allow", "${" + secret_id + "}", "null"): {"secretsmanager:GetSecretValue"},
+        ("Allow", refresh, "null"): writes | {"secretsmanager:GetSecretValue", "secretsmanager:PutResourcePolicy"},
+        ("Allow", access, "null"): writes,
+        ("Allow", refresh, by_version_id): {"secretsmanager:GetSecretValue"},
+        # undo of a leaver's own secrets: the version it replaced, by id
+        ("Allow", access, by_version_id): {"secretsmanager:GetSecretValue"},
+        # the pack's members not refreshed in a job keep their access tokens
+        ("Allow", PREFIX + "adsauth/AdsAuth/advertisers/access/packs/*", "null"): {"secretsmanager:GetSecretValue"},
     }
 
 
@@ -180,11 +231,42 @@ def test_connect_role_has_no_secretsmanager_action(cfn):
 
 
 def test_no_secretsmanager_statement_on_every_resource(cfn):
+    """No grant of every secret, nor of every Secrets Manager action; a Deny may name them all
+    (the callback's on the packs: test_the_callback_is_denied_every_pack_secret)."""
     for statement in all_statements(cfn):
         if _grants(statement, "secretsmanager:*"):
             assert "*" not in as_list(statement["Resource"]), statement
-        assert "secretsmanager:*" not in actions(statement), statement
+            assert "secretsmanager:*" not in actions(statement), statement
         assert "*" not in actions(statement), statement
+
+
+@pytest.mark.parametrize("which", ["cfn", "domain_cfn"])  # packed and per_advertiser: the same
+def test_the_callback_is_denied_every_pack_secret(which, request):
+    """Only the refresher writes a pack: the callback's grants on ``refresh/*`` and ``access/*``
+    (an advertiser's own secrets) would match the packs', so one Deny of every Secrets Manager
+    action on exactly the two pack patterns, whatever the token layout, and no Allow of the
+    callback names a pack. No other role carries a Deny."""
+    cfn = request.getfixturevalue(which)
+    stack = "AdsAuthDomain" if which == "domain_cfn" else "AdsAuth"
+    callback = role_of(functions_by_handler(cfn)[CALLBACK])
+    denies = {
+        role_id: found
+        for role_id, statements in role_statements(cfn).items()
+        if (found := [s for s in statements if s["Effect"] == "Deny"])
+    }
+    assert list(denies) == [callback] and len(denies[callback]) == 1, denies
+    (deny,) = denies[callback]
+    assert actions(deny) == ["secretsmanager:*"] and "Condition" not in deny
+    assert sorted(render(r) for r in as_list(deny["Resource"])) == [
+        PREFIX + f"adsauth/{stack}/advertisers/access/packs/*",
+        PREFIX + f"adsauth/{stack}/advertisers/refresh/packs/*",
+    ]
+    for s in role_statements(cfn)[callback]:
+        if s["Effect"] == "Allow":
+            named = [render(r) for r in as_list(s["Resource"])]
+            secrets = s.get("Condition", {}).get("StringLike", {}).get("kms:EncryptionContext:SecretARN", [])
+            named += [render(r) for r in as_list(secrets)]
+            assert not [r for r in named if "/packs/" in r], s
 
 
 def test_function_roles_carry_no_managed_policy(cfn):
@@ -244,6 +326,7 @@ def test_a_domain_sender_lets_the_worker_send_from_its_from_address_only(app_cfn
 # --- the table: actions by the partition keys each function touches (dynamodb:LeadingKeys) ------
 ITEM_ACTIONS = {
     "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
@@ -300,6 +383,32 @@ def test_only_the_worker_may_pause_every_refresh_and_only_the_dispatcher_takes_i
         assert _roles_allowed_on_key(cfn, action, "PLATFORM#dispatch") == (
             {dispatcher} if action in ("dynamodb:PutItem", "dynamodb:DeleteItem") else set()
         ), action
+
+
+def test_only_the_refresher_touches_the_pack_items(cfn):
+    """A pack's item (its job's lease, member count) and the lobby (``PACK#lobby``, advertisers
+    waiting to join): the dispatcher reads and empties the lobby, the worker leases, updates and
+    deletes packs; the dispatcher lists the packs (byKind: an index query carries no key
+    condition, see the test above). Only the worker batch-reads advertisers (where each member of
+    a pack keeps its tokens)."""
+    functions = functions_by_handler(cfn)
+    worker, dispatcher = role_of(functions[WORKER]), role_of(functions[DISPATCHER])
+    expected = {
+        "dynamodb:GetItem": {dispatcher},
+        "dynamodb:PutItem": set(),
+        "dynamodb:UpdateItem": {dispatcher, worker},
+        "dynamodb:DeleteItem": {worker},
+        "dynamodb:BatchWriteItem": set(),
+        "dynamodb:BatchGetItem": set(),
+        "dynamodb:Query": set(),
+    }
+    for action, roles in expected.items():
+        for key in ("PACK#lobby", "PACK#p1"):
+            assert _roles_allowed_on_key(cfn, action, key) == roles, (action, key)
+    assert _roles_allowed_on_key(cfn, "dynamodb:BatchGetItem", "ADV#adv-1") == {worker}
+    table_id, _ = only(cfn, "AWS::DynamoDB::Table")
+    by_kind = "${" + table_id + ".Arn}/index/byKind"
+    assert dispatcher in _roles_allowed(cfn, "dynamodb:Query", by_kind)
 
 
 def test_the_connect_function_writes_only_its_state_and_its_invitation(cfn):

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from adsauth.packs import PACK_LEASE_SECONDS, PACK_MARGIN_SECONDS
 from infra.constants import REFRESH_LEASE_SECONDS
 from tests.infra.cfn import as_list, functions_by_handler, only, render, resources, role_of, role_statements
 
 DISPATCHER = "adsauth.handlers.dispatcher.handler"
 WORKER = "adsauth.handlers.worker.handler"
 VARIANTS = {
-    # fixture: (rate, lead s, concurrency, profile refresh s)
-    "cfn": ("rate(1 minute)", 12 * 60, 5, 24 * 3600),
-    "domain_cfn": ("rate(2 minutes)", 15 * 60, 8, 12 * 3600),
+    # fixture: (rate, lead s, concurrency, profile refresh s, token layout)
+    "cfn": ("rate(1 minute)", 12 * 60, 5, 24 * 3600, "packed"),
+    "domain_cfn": ("rate(2 minutes)", 15 * 60, 8, 12 * 3600, "per_advertiser"),
 }
 
 
@@ -100,7 +101,7 @@ def test_queue_and_dlq(cfn):
     assert redrive["maxReceiveCount"] == 5
     assert render(redrive["deadLetterTargetArn"]) == "${" + dlq_id + ".Arn}"
     worker_timeout = functions_by_handler(cfn)[WORKER]["Properties"]["Timeout"]
-    assert worker_timeout == 60
+    assert worker_timeout == 120  # a pack job: up to 100 refreshes, 10 at a time
     assert queue["Properties"]["VisibilityTimeout"] >= 6 * worker_timeout
     assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     for props in (queue["Properties"], dlq["Properties"]):
@@ -120,7 +121,7 @@ def test_queues_refuse_plain_http(cfn):
 
 
 def test_worker_event_source_is_bounded_and_reports_partial_failures(variant):
-    cfn, (_, _, concurrency, _) = variant
+    cfn, (_, _, concurrency, *_) = variant
     (queue_id, _), _ = _queues(cfn)
     _, mapping = only(cfn, "AWS::Lambda::EventSourceMapping")
     props = mapping["Properties"]
@@ -132,7 +133,7 @@ def test_worker_event_source_is_bounded_and_reports_partial_failures(variant):
 
 
 def test_refresher_environment(variant):
-    cfn, (_, lead_seconds, _, profile_seconds) = variant
+    cfn, (_, lead_seconds, _, profile_seconds, layout) = variant
     (queue_id, _), _ = _queues(cfn)
     topic_id, _ = only(cfn, "AWS::SNS::Topic")
     functions = functions_by_handler(cfn)
@@ -146,8 +147,15 @@ def test_refresher_environment(variant):
         assert env["REFRESH_LEAD_SECONDS"] == str(lead_seconds)
         assert env["PROFILE_REFRESH_SECONDS"] == str(profile_seconds)
         assert env["REFRESH_LEASE_SECONDS"] == str(REFRESH_LEASE_SECONDS)
-    # A lease outlives the worker holding it, so no second worker starts while it runs.
+        assert env["TOKEN_LAYOUT"] == layout
+    # the API functions never write a pack: they do not get the layout
+    assert "TOKEN_LAYOUT" not in api_env
+    # A lease outlives the worker holding it, so no second worker starts while it runs; a pack's
+    # lease too (a pack's job runs in one worker invocation).
     assert REFRESH_LEASE_SECONDS > functions[WORKER]["Properties"]["Timeout"]
+    assert PACK_LEASE_SECONDS > functions[WORKER]["Properties"]["Timeout"]
+    # ... and the pack job leaves itself the margin to store what it refreshed
+    assert PACK_MARGIN_SECONDS < functions[WORKER]["Properties"]["Timeout"] / 2
 
 
 def test_alert_topic_refuses_plain_http_and_admits_only_this_accounts_alarms(cfn):

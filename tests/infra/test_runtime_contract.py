@@ -1,7 +1,8 @@
 """What the stack configures, the deployed code honours: the functions parse the variables the
 stack sets (SECRETS_KMS_KEY_ID, REFRESH_SECRET_READERS), the vault creates secrets with the key and
-puts the readers-only policy on refresh-token secrets, the refresher's write never creates a secret
-(the worker may not), and the dispatcher emits the metric the ``token-expired`` alarm watches."""
+puts the readers-only policy on refresh-token secrets, the refresher's write of an advertiser's
+access token never creates its secret (a secret that is gone was revoked), and the dispatcher
+emits the metric the ``token-expired`` alarm watches."""
 
 from __future__ import annotations
 
@@ -47,10 +48,13 @@ def test_the_functions_parse_the_secret_settings_the_stack_gives_them(cfn, domai
         "arn:${AWS::Partition}:iam::${AWS::AccountId}:root",
         "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/adsauth/AdsAuth/refresh-token-readers/*",
     )
+    # the worker creates refresh-token secrets too (a pack's, a leaver's own): the same key, the
+    # same readers
     worker = settings_from_env(_env(cfn, WORKER))
     assert worker.secrets_kms_key_id == callback.secrets_kms_key_id
-    assert worker.refresh_secret_readers == ()  # it never creates a refresh-token secret
-    assert len(settings_from_env(_env(domain_cfn, CALLBACK)).refresh_secret_readers) == 3  # + operator
+    assert worker.refresh_secret_readers == callback.refresh_secret_readers
+    for handler in (CALLBACK, WORKER):
+        assert len(settings_from_env(_env(domain_cfn, handler)).refresh_secret_readers) == 3  # + operator
 
 
 def test_without_the_variables_nothing_changes():
@@ -100,8 +104,9 @@ def test_the_vault_creates_secrets_with_the_key_and_protects_refresh_tokens(aws)
 
 
 def test_the_refreshers_write_never_creates_a_secret(aws):
-    """The worker has PutSecretValue on access-token secrets, not CreateSecret: its write finds
-    the secret the exchange created, or gives up."""
+    """The refresh of an advertiser's own tokens writes into the secret the exchange created, or
+    gives up: a secret that is gone was revoked, and is never created again here (the worker may
+    create secrets, for packs and advertisers leaving one, so it is the code that holds this)."""
     client = boto3.client("secretsmanager")
     vault = SecretsManagerVault(client=client, prefix="adsauth/AdsAuth/advertisers/")
     with pytest.raises(TokensDeleted):

@@ -137,7 +137,9 @@ def test_who_may_decrypt_which_secret(variant):
         CONNECT: set(),
         DISPATCHER: set(),
         CALLBACK: {"client", "refresh", "access"},
-        WORKER: {"client", "refresh", "access"},  # access: to write (GenerateDataKey) only
+        # access: to write, and to read the packs' (and a replaced version, by id): Secrets
+        # Manager's own grants decide which access-token secrets (test_permissions)
+        WORKER: {"client", "refresh", "access"},
     }
     for handler, kinds in expected.items():
         decrypt = {k for k, arn in secrets.items() if _can_use_key(cfn, roles[handler], "kms:Decrypt", arn)}
@@ -179,14 +181,18 @@ def test_client_secret_denies_reading_to_everyone_but_the_readers(which, operato
 
 @pytest.mark.parametrize("which, operators", [("cfn", []), ("domain_cfn", [OPERATOR_ARN])])
 def test_refresh_token_secrets_get_the_same_readers(which, operators, request):
-    """The callback (the only creator of refresh-token secrets) puts a resource policy naming
-    REFRESH_SECRET_READERS on each one it writes: the same readers as the client secret."""
+    """The creators of refresh-token secrets, the callback (a new grant) and the worker (a pack's,
+    and an advertiser's own when it leaves a pack), put a resource policy naming
+    REFRESH_SECRET_READERS on each one they create: the same readers as the client secret, for
+    both. No other function gets the variable."""
     cfn = request.getfixturevalue(which)
-    env = functions_by_handler(cfn)[CALLBACK]["Properties"]["Environment"]["Variables"]
-    assert render(env["REFRESH_SECRET_READERS"]).split(",") == _readers(VARIANTS[which], operators)
+    creators = (CALLBACK, WORKER)
     for handler, fn in functions_by_handler(cfn).items():
-        if handler != CALLBACK:
-            assert "REFRESH_SECRET_READERS" not in fn["Properties"]["Environment"]["Variables"]
+        env = fn["Properties"]["Environment"]["Variables"]
+        if handler in creators:
+            assert render(env["REFRESH_SECRET_READERS"]).split(",") == _readers(VARIANTS[which], operators), handler
+        else:
+            assert "REFRESH_SECRET_READERS" not in env, handler
 
 
 @pytest.mark.parametrize(
