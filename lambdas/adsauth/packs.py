@@ -185,12 +185,12 @@ class PackJob:
 
 def parse_pack_job(job: object) -> PackJob | None:
     """A pack job from a decoded message body, or None when it is not a well-formed one."""
-    if not isinstance(job, dict) or not isinstance(job.get("pack"), str) or not PACK_ID.match(job["pack"]):
+    if not isinstance(job, dict) or not isinstance(job.get("pack"), str) or not PACK_ID.fullmatch(job["pack"]):
         return None
     lists = [job.get("members", []), job.get("joiners", [])]
     if not all(isinstance(ids, list) and len(ids) <= MAX_MEMBERS for ids in lists):
         return None
-    if not all(isinstance(i, str) and _ADVERTISER_ID.match(i) for ids in lists for i in ids):
+    if not all(isinstance(i, str) and _ADVERTISER_ID.fullmatch(i) for ids in lists for i in ids):
         return None
     return PackJob(job["pack"], tuple(dict.fromkeys(lists[0])), tuple(i for i in dict.fromkeys(lists[1]) if i not in lists[0]))
 
