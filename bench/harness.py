@@ -119,7 +119,9 @@ def run(size: str = "full") -> dict:
     from infra.config import load_config
 
     s = SIZES[size]
-    config = load_config(json.loads((REPO / "cdk.json").read_text())["context"]["adsauth"])
+    # cdk.json ships a placeholder operator_name that synth refuses; the bench names one, as ops do
+    block = json.loads((REPO / "cdk.json").read_text())["context"]["adsauth"]
+    config = load_config({**block, "operator_name": "Bench Agency"})
     started, host = time.monotonic(), machine()
     details: dict = {}
     figures: dict = {}

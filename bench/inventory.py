@@ -72,6 +72,8 @@ def synthesized_template() -> dict:
     from infra.stack import AdsAuthStack
 
     context = json.loads((REPO / "cdk.json").read_text())["context"]
+    # cdk.json ships a placeholder operator_name that synth refuses; the bench names one, as ops do
+    context = {**context, "adsauth": {**context["adsauth"], "operator_name": "Bench Agency"}}
     outdir = tempfile.mkdtemp(prefix="adsauth-bench-synth-")
     try:
         app = cdk.App(outdir=outdir, context={**context, "aws:cdk:bundling-stacks": []})

@@ -32,6 +32,14 @@ from infra.config_rules import (
 )
 from infra.config_rules import shown as _shown
 
+from adsauth.settings import (  # the functions check with the same rules
+    FOOTER_TEXT_MAX,
+    OPERATOR_NAME_MAX,
+    SUPPORT_CONTACT_MAX,
+    is_plain_text,
+    is_support_contact,
+)
+
 SCOPES = (
     "advertising::campaign_management",
     "advertising::audiences",
@@ -52,6 +60,14 @@ _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOST = rf"{_LABEL}(?:\.{_LABEL})+"
 HOSTNAME_PATTERN = rf"^(?=.{{1,253}}$){_HOST}$"
 EMAIL_PATTERN = rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@(?=.{{1,253}}$){_HOST}$"
+# What cdk.json ships for operator_name, and names that were shipped or defaulted before: each
+# would greet advertisers with a name that is not the operator's, so synth refuses them.
+OPERATOR_NAME_PLACEHOLDER = "REPLACE WITH YOUR COMPANY NAME"
+PLACEHOLDER_OPERATOR_NAMES = frozenset({OPERATOR_NAME_PLACEHOLDER.casefold(), "example agency", "your agency"})
+OPERATOR_NAME_REQUIRED = (
+    "operator_name is required: the name advertisers see on every page and e-mail (your agency's "
+    "or company's name)"
+)
 CLIENT_ID_PATTERN = r"^amzn1\.application-oa2-client\.[A-Za-z0-9]+$"
 ACM_ARN_PATTERN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$"
 STAGE_PATTERN = r"^[A-Za-z0-9_]+$"
@@ -119,9 +135,23 @@ class AdsAuthConfig(BaseModel):
     ``ses_sender`` is a domain, and then an address of that domain or of one of its subdomains
     (a verified domain covers both); when ``ses_sender`` is an address it defaults to it and may
     only be that address. Refused without ``ses_sender``. Default ``null``."""
-    operator_name: str | None = Field(default=None, min_length=1, max_length=100)
-    """Optional name shown to advertisers on the consent and result pages, e.g. your agency's
-    name (at most 100 characters)."""
+    operator_name: str = Field(
+        max_length=OPERATOR_NAME_MAX,
+        json_schema_extra={"minLength": 1, "not": {"enum": [OPERATOR_NAME_PLACEHOLDER]}},
+    )
+    """Required. Who advertisers are dealing with, as every page and e-mail names it ("Acme Media
+    asks you to connect your Amazon Ads account"): your agency's or company's name, one line of
+    plain text (no ``<`` or ``>``), at most 100 characters. cdk.json ships a placeholder, which
+    synth refuses."""
+    support_contact: str | None = Field(default=None, max_length=SUPPORT_CONTACT_MAX)
+    """Optional contact shown to advertisers on every page and in every e-mail ("Questions?
+    Contact <operator_name>: ..."): an e-mail address (a ``mailto:`` link) or an ``https://`` URL
+    (no credentials, port or fragment), at most 200 characters. Default ``null``: no contact
+    line."""
+    footer_text: str | None = Field(default=None, max_length=FOOTER_TEXT_MAX)
+    """Optional footer line of every page and e-mail, one line of plain text (no ``<`` or ``>``; it
+    is shown as written, never as markup), at most 200 characters. Default ``null``:
+    ``<operator_name> · Amazon Ads account connection``."""
     refresh_schedule_minutes: int = Field(default=1, ge=1, le=15)
     """How often the refresh dispatcher runs (EventBridge ``rate(N minutes)``), an integer from 1
     to 15. Default 1."""
@@ -264,7 +294,8 @@ class AdsAuthConfig(BaseModel):
 
 
 KNOWN_KEYS = tuple(AdsAuthConfig.model_fields)
-DEFAULTS = {key: field.default for key, field in AdsAuthConfig.model_fields.items() if key != "client_id"}
+REQUIRED_KEYS = tuple(key for key, field in AdsAuthConfig.model_fields.items() if field.is_required())
+DEFAULTS = {key: field.default for key, field in AdsAuthConfig.model_fields.items() if key not in REQUIRED_KEYS}
 
 
 def _int_range(low: int, high: int, why: str = "") -> str:
@@ -300,7 +331,12 @@ _EXPECTED: dict[str, str | Callable[[Any], str]] = {
     "invitation_ttl_days": _int_range(1, 30),
     "ses_sender": "be a verified SES identity (an email address or a domain)",
     "ses_from_address": "be an email address like 'adsauth@example.com' (the From of the e-mails)",
-    "operator_name": "be a non-empty string of at most 100 characters",
+    "operator_name": "be one line of plain text (no < or >) of at most 100 characters, your agency's or company's name",
+    "support_contact": (
+        "be an e-mail address like 'support@example.com' or an https:// URL like "
+        "'https://example.com/support' (no credentials, port or fragment), at most 200 characters"
+    ),
+    "footer_text": "be one line of plain text (no < or >) of at most 200 characters",
     "refresh_schedule_minutes": _int_range(1, 15),
     "refresh_lead_minutes": _lead_rejected,
     "refresh_concurrency": _int_range(
@@ -335,6 +371,8 @@ _EXPECTED: dict[str, str | Callable[[Any], str]] = {
 def _rejected(key: str, value: Any) -> str:
     if key == "client_id":
         return CLIENT_ID_PROBLEM  # never echoed: a mistake here is sometimes a pasted secret
+    if key == "operator_name" and value is None:
+        return f"{OPERATOR_NAME_REQUIRED}; got null"
     expected = _EXPECTED[key]
     if callable(expected):
         expected = expected(value)
@@ -376,9 +414,27 @@ def _check_leads(leads: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted(leads, reverse=True))
 
 
-def _check_operator_name(value: str | None) -> str | None:
-    if value is not None and not value.strip():
+def _check_operator_name(value: str) -> str:
+    if value.strip().casefold() in PLACEHOLDER_OPERATOR_NAMES:
+        raise PydanticCustomError(
+            "adsauth",
+            f"{OPERATOR_NAME_REQUIRED}; cdk.json still holds the placeholder {_shown(value)}: "
+            "replace it with the name advertisers know you by",
+        )
+    if not is_plain_text(value, OPERATOR_NAME_MAX):
         raise PydanticCustomError("adsauth", _rejected("operator_name", value))
+    return value
+
+
+def _check_support_contact(value: str | None) -> str | None:
+    if value is not None and not is_support_contact(value):
+        raise PydanticCustomError("adsauth", _rejected("support_contact", value))
+    return value
+
+
+def _check_footer_text(value: str | None) -> str | None:
+    if value is not None and not is_plain_text(value, FOOTER_TEXT_MAX):
+        raise PydanticCustomError("adsauth", _rejected("footer_text", value))
     return value
 
 
@@ -388,6 +444,14 @@ _FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "grant_expiry_from": _check_date,
     "reconsent_lead_days": _check_leads,
     "operator_name": _check_operator_name,
+    "support_contact": _check_support_contact,
+    "footer_text": _check_footer_text,
+}
+
+
+MISSING = {
+    "client_id": "client_id is required (the client id of your LwA security profile)",
+    "operator_name": OPERATOR_NAME_REQUIRED,
 }
 
 
@@ -430,10 +494,10 @@ def load_config(raw: Mapping[str, Any] | str | None) -> AdsAuthConfig:
             key = str(detail["loc"][0])
             failed.add(key)
             if detail["type"] == "missing":
-                problems.append("client_id is required (the client id of your LwA security profile)")
+                problems.append(MISSING[key])
             else:
                 problems.append(detail["msg"])
-        problems.extend(cross_key_problems({**DEFAULTS, "client_id": None, **known}, failed))
+        problems.extend(cross_key_problems({**DEFAULTS, **dict.fromkeys(REQUIRED_KEYS), **known}, failed))
     if problems:
         raise ConfigError(problems)
     assert config is not None

@@ -27,8 +27,13 @@ def function_environment(
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
     }
-    if config.operator_name:
-        env["OPERATOR_NAME"] = config.operator_name
+    # what pages and e-mails show of the operator (adsauth.settings.Branding); the optional
+    # ones only when set, so a function's settings tell "unset" from "set"
+    env["OPERATOR_NAME"] = config.operator_name
+    if config.support_contact:
+        env["SUPPORT_CONTACT"] = config.support_contact
+    if config.footer_text:
+        env["FOOTER_TEXT"] = config.footer_text
     if config.from_address:
         # The address itself (SES needs one as Source), even when ses_sender is a domain.
         env["SES_FROM_ADDRESS"] = config.from_address

@@ -532,8 +532,8 @@ class MemoryMailer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, str]] = []
 
-    def send(self, to, subject, body):
-        self.sent.append((to, subject, body))
+    def send(self, to, subject, text, html=None):
+        self.sent.append((to, subject, text))  # the plain-text part: what the simulations read
 
 
 class MemoryVault:

@@ -154,7 +154,8 @@ class FakeClock:
 
 def simulation_settings(**env):
     base = {"TABLE_NAME": "sim", "PUBLIC_BASE_URL": "https://sim.example", "LWA_CLIENT_ID": "amzn1.sim",
-            "LWA_CLIENT_SECRET_NAME": "sim/client", "SECRET_PREFIX": "sim/"}
+            "LWA_CLIENT_SECRET_NAME": "sim/client", "SECRET_PREFIX": "sim/",
+            "OPERATOR_NAME": "Simulated Agency"}  # every stack sets it (cdk.json operator_name is required)
     return settings_from_env({**base, **{k: str(v) for k, v in env.items()}})
 
 

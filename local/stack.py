@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 from contextlib import contextmanager
@@ -31,6 +32,9 @@ EVENT_BUS = "adsauth-local"
 EVENTS_QUEUE = "adsauth-local-events"  # a consumer's rule: every adsauth event to this queue
 MAX_RECEIVE_COUNT = 5  # as deployed: a job that failed 5 times moves to the DLQ
 OPERATOR_KEYS = ("AKIALOCALOPERATOR000", "local-operator-secret-key")  # fake IAM identity for POST /token
+# the operator advertisers see on the local pages and e-mails (cdk.json operator_name, support_contact)
+OPERATOR_NAME = "Example Agency (local)"
+SUPPORT_CONTACT = "support@agency.example"
 
 # The deployed API functions' timeout (infra.constants.API_FUNCTION_TIMEOUT; a test checks): the
 # callback's time budget counts down from it, locally as deployed.
@@ -156,6 +160,9 @@ class LocalStack:
             "POWERTOOLS_METRICS_NAMESPACE": "adsauth",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_DEV": "false",
+            # what a deployed stack sets from cdk.json (operator_name is required there)
+            "OPERATOR_NAME": OPERATOR_NAME,
+            "SUPPORT_CONTACT": SUPPORT_CONTACT,
             **self.emulator.endpoints_env(),
             **self.extra_env,
         }
@@ -292,6 +299,14 @@ class LocalStack:
 
     def disable_email(self) -> None:
         self._set_env({"SES_FROM_ADDRESS": ""})
+
+    @staticmethod
+    def invitation_token(mail) -> str:
+        """The invitation token of the link in a sent e-mail (moto keeps its HTML part, where the
+        link is an attribute); the token is a secret: compare it or ``remember`` it, never print it."""
+        found = re.search(r"/connect/([A-Za-z0-9_-]+)", mail.body)
+        assert found, "the e-mail holds no invitation link"
+        return found.group(1)
 
     @staticmethod
     def sent_emails() -> list:

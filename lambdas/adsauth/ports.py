@@ -180,7 +180,7 @@ class RefreshQueue(Protocol):
 
 
 class Mailer(Protocol):
-    def send(self, to: str, subject: str, body: str) -> None: ...
+    def send(self, to: str, subject: str, text: str, html: str | None = None) -> None: ...
 
 
 class Notifier(Protocol):

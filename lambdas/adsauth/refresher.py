@@ -328,14 +328,16 @@ class Refresher:
         # It waits while the advertiser is at Amazon with the current link, except at the last
         # lead: someone holding the link cannot keep the re-consent from ever going out.
         last_lead = lead == min(self.settings.reconsent_lead_days)
+        # written before the invitation is issued: a message that cannot be written (no
+        # OPERATOR_NAME) changes nothing
+        subject, text, html = reconsent_email(self.settings, advertiser, self.settings.invitation_url(token),
+                                              invitation.expires_at, ends)
         if not self.store.issue_invitation(advertiser, invitation, now=now, events=announced, reconsent_leads=leads,
                                            quiet_since=None if last_lead else now - self.settings.state_ttl_seconds):
             return None  # changed meanwhile, or the advertiser is using the current link right now: next run
         self.store.add_event(advertiser.advertiser_id, "reconsent", f"{lead}_days", now)
-        subject, body = reconsent_email(self.settings, advertiser, self.settings.invitation_url(token),
-                                        invitation.expires_at, ends)
         try:
-            self.mailer.send(advertiser.email, subject, body)
+            self.mailer.send(advertiser.email, subject, text, html)
             emailed = True
         except Exception:  # noqa: BLE001 - the operator is told; the next lead sends again
             emailed = False
@@ -352,7 +354,7 @@ class Refresher:
             f"{earliest}{_when(advertiser.grant_expires_at)}.\n\n"
             + ("A re-consent invitation was e-mailed to the advertiser.\n" if emailed else
                "No re-consent invitation was e-mailed (no SES sender is configured, or SES failed).\n"
-               f"Send the advertiser a link with:\n    python -m adsauth reinvite {advertiser.advertiser_id}\n"),
+               f"Send the advertiser a link with:\n    adsauth reinvite {advertiser.advertiser_id}\n"),
         )
 
     def _announce(self, announced) -> None:
@@ -568,7 +570,7 @@ class Refresher:
                 f"({_when(advertiser.grant_expires_at)}, Amazon's limit after its consent) and no re-consent was completed.\n"
                 "It is now needs_reauth; downstream calls fail with NeedsReauthorization once its current "
                 "access token runs out.\n\nWhat to do: send the advertiser a new authorization link:\n"
-                f"    python -m adsauth reinvite {advertiser_id}\n",
+                f"    adsauth reinvite {advertiser_id}\n",
             )
             return RefreshResult(advertiser_id, "needs_reauth", reason=reason)
         self.notifier.alert(
@@ -579,7 +581,7 @@ class Refresher:
             "No more refreshes are attempted for it. Downstream calls for it fail with "
             f"NeedsReauthorization once its current access token expires ({_when(advertiser.token_expires_at)}).\n\n"
             "What to do: send the advertiser a new authorization link:\n"
-            f"    python -m adsauth reinvite {advertiser_id}\n",
+            f"    adsauth reinvite {advertiser_id}\n",
         )
         return RefreshResult(advertiser_id, "needs_reauth", reason=reason)
 

@@ -25,10 +25,59 @@ DEFAULT_GRANT_LIFETIME_DAYS = 365
 DEFAULT_RECONSENT_LEAD_DAYS = (30, 7, 1)
 # an address SES accepts as Source: one @, no spaces or brackets, a dotted domain (no display name)
 FROM_ADDRESS = re.compile(r"[^@\s<>\"',;]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+# The operator's support contact (SUPPORT_CONTACT, cdk.json support_contact): an address (shown as
+# a mailto: link) or an https URL without credentials, port or fragment. infra.config checks with
+# these very patterns, so what synth accepts the functions accept.
+SUPPORT_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+SUPPORT_URL = re.compile(
+    r"https://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+    r"(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?(?:\?[A-Za-z0-9._~%!$&'()*+,;=:@/?-]*)?"
+)
+SUPPORT_CONTACT_MAX = 200
+OPERATOR_NAME_MAX = 100
+FOOTER_TEXT_MAX = 200
+# plain text on one line: no control characters (a line break in a mail subject), no markup
+_NOT_PLAIN = re.compile(r"[\x00-\x1f\x7f<>]")
+# nor Unicode's other line breaks and invisible format characters (U+2028, bidi overrides …),
+# which could break a subject line or make a name read differently from what it is
+_NOT_PLAIN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 class SettingsError(ValueError):
     """The environment is missing or misstates a setting."""
+
+
+def is_support_contact(value: str) -> bool:
+    """An e-mail address or an https URL, as ``support_contact`` may be."""
+    return len(value) <= SUPPORT_CONTACT_MAX and bool(SUPPORT_EMAIL.fullmatch(value) or SUPPORT_URL.fullmatch(value))
+
+
+def is_plain_text(value: str, limit: int) -> bool:
+    """One line of 1..``limit`` characters with no markup, as the operator name and footer are."""
+    import unicodedata
+
+    return (0 < len(value) <= limit and bool(value.strip()) and not _NOT_PLAIN.search(value)
+            and not any(unicodedata.category(c) in _NOT_PLAIN_CATEGORIES for c in value))
+
+
+@dataclass(frozen=True)
+class Branding:
+    """What advertisers are shown about the operator on every page and e-mail (``adsauth.pages``,
+    ``adsauth.mail``): deployment configuration, never request input."""
+
+    operator_name: str
+    support_contact: str = ""  # an address or an https URL; empty: no contact line
+    footer_text: str = ""  # empty: the default footer, naming the operator
+
+    @property
+    def support_href(self) -> str:
+        if not self.support_contact:
+            return ""
+        return self.support_contact if self.support_contact.startswith("https://") else f"mailto:{self.support_contact}"
+
+    @property
+    def footer(self) -> str:
+        return self.footer_text or f"{self.operator_name} \u00b7 Amazon Ads account connection"
 
 
 @dataclass(frozen=True)
@@ -51,7 +100,11 @@ class Settings:
     # SES ``Source`` of invitation and re-consent e-mails (SES_FROM_ADDRESS): always an address;
     # its verified identity (cdk.json ``ses_sender``) is that address or its domain. Empty: no e-mail
     ses_from_address: str = ""
-    operator_name: str = "your agency"
+    # who advertisers are dealing with (OPERATOR_NAME, cdk.json operator_name, which synth requires):
+    # empty only outside a deployed function, where rendering a page or e-mail is refused
+    operator_name: str = ""
+    support_contact: str = ""  # SUPPORT_CONTACT: an address or an https URL, shown when set
+    footer_text: str = ""  # FOOTER_TEXT: replaces the default footer line
     endpoints: Mapping[Region, Endpoints] = field(default_factory=dict)
     # the refresher (optional: the API functions run without them)
     refresh_queue_url: str = ""
@@ -83,6 +136,17 @@ class Settings:
     @property
     def due_schedule(self) -> DueSchedule:
         return DueSchedule(lead_seconds=self.refresh_lead_seconds, profile_refresh_seconds=self.profile_refresh_seconds)
+
+    @property
+    def branding(self) -> Branding:
+        """The operator as pages and e-mails show it; ``SettingsError`` without a name: a page that
+        reads "Thank you. can now ..." or names a placeholder is worse than none."""
+        if not self.operator_name:
+            raise SettingsError(
+                "environment variable OPERATOR_NAME is required to render pages and e-mails "
+                "(the stack sets it from cdk.json operator_name)"
+            )
+        return Branding(self.operator_name, self.support_contact, self.footer_text)
 
     @property
     def callback_url(self) -> str:
@@ -126,6 +190,22 @@ def _from_address(env: Mapping[str, str]) -> str:
     return value
 
 
+def _plain(env: Mapping[str, str], name: str, limit: int) -> str:
+    value = env.get(name, "").strip()
+    if value and not is_plain_text(value, limit):
+        raise SettingsError(
+            f"environment variable {name} must be one line of plain text (no < or >), at most {limit} characters"
+        )
+    return value
+
+
+def _support_contact(env: Mapping[str, str]) -> str:
+    value = env.get("SUPPORT_CONTACT", "").strip()
+    if value and not is_support_contact(value):
+        raise SettingsError("environment variable SUPPORT_CONTACT must be an e-mail address or an https:// URL")
+    return value
+
+
 def settings_from_env(env: Mapping[str, str]) -> Settings:
     regions_raw = env.get("ALLOWED_REGIONS", "NA,EU,FE")
     try:
@@ -166,7 +246,9 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         http_backoff_cap_seconds=_number(env, "HTTP_BACKOFF_CAP_SECONDS", 4.0),
         callback_margin_seconds=_number(env, "CALLBACK_MARGIN_SECONDS", 4.0),
         ses_from_address=_from_address(env),
-        operator_name=env.get("OPERATOR_NAME", "") or "your agency",
+        operator_name=_plain(env, "OPERATOR_NAME", OPERATOR_NAME_MAX),
+        support_contact=_support_contact(env),
+        footer_text=_plain(env, "FOOTER_TEXT", FOOTER_TEXT_MAX),
         endpoints=endpoints_from_env(env),
         refresh_queue_url=env.get("REFRESH_QUEUE_URL", "").strip(),
         alert_topic_arn=env.get("ALERT_TOPIC_ARN", "").strip(),

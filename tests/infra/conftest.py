@@ -37,6 +37,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "amzn1.application-oa2-client.0123456789abcdef0123456789abcdef"
 OPERATOR_ARN = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdsAuthOps_*"
 
+# What ops put in cdk.json in place of the shipped placeholder (synth refuses it), and the
+# optional branding of the variant.
+OPERATOR_NAME = "Northwind Media"
+SUPPORT_CONTACT = "ads-support@acme.example"
+FOOTER_TEXT = "Acme Media Ltd \u00b7 \"Ads\" & more"
+
 DEFAULT_CONFIG = {
     "client_id": CLIENT_ID,
     "scope": "advertising::campaign_management",
@@ -47,7 +53,9 @@ DEFAULT_CONFIG = {
     "invitation_ttl_days": 7,
     "ses_sender": None,
     "ses_from_address": None,
-    "operator_name": "Example Agency",
+    "operator_name": OPERATOR_NAME,
+    "support_contact": None,
+    "footer_text": None,
     "refresh_schedule_minutes": 1,
     "refresh_lead_minutes": 12,
     "refresh_concurrency": 5,
@@ -73,7 +81,9 @@ DOMAIN_CONFIG = {
     "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab",
     "stage_name": "live",
     "ses_sender": "ops@example.com",
-    "operator_name": None,
+    "operator_name": "Acme Media",
+    "support_contact": SUPPORT_CONTACT,
+    "footer_text": FOOTER_TEXT,
     "refresh_schedule_minutes": 2,
     "refresh_lead_minutes": 15,
     "refresh_concurrency": 8,
@@ -91,10 +101,13 @@ DOMAIN_CONFIG = {
 }
 
 
-# Non-default grant settings (leads out of order), a domain as the SES sender with an address of
+# The operator's name (cdk.json ships a placeholder that synth refuses) and an https support
+# contact, non-default grant settings (leads out of order), a domain as the SES sender with an address of
 # a subdomain to send from, explicit nulls (which jsii would drop), and the account's API Gateway
 # logging role left alone ("existing").
 APP_OVERRIDES = {
+    "operator_name": OPERATOR_NAME,
+    "support_contact": "https://northwind.example/support",
     "grant_lifetime_days": 180,
     "grant_expiry_from": "2027-01-15",
     "reconsent_lead_days": [7, 30, 14],

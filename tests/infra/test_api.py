@@ -185,7 +185,7 @@ def test_environment_matches_settings(cfn):
         assert env["ALLOWED_REGIONS"] == "NA,EU"
         assert env["INVITATION_TTL_SECONDS"] == str(7 * 86400)
         assert env["POWERTOOLS_SERVICE_NAME"] == env["POWERTOOLS_METRICS_NAMESPACE"] == "adsauth"
-        assert env["OPERATOR_NAME"] == "Example Agency"
+        assert env["OPERATOR_NAME"] == "Northwind Media"  # tests/infra/conftest.py OPERATOR_NAME
         assert "SES_FROM_ADDRESS" not in env and "SES_SENDER" not in env
         # Built from the API id, not the stage: no Stage/Deployment reference, so no cycle.
         assert render(env["PUBLIC_BASE_URL"]) == (
@@ -237,4 +237,4 @@ def test_custom_domain_serves_the_stage_at_the_root(domain_cfn):
         assert env["PUBLIC_BASE_URL"] == "https://auth.example.com"
         assert env["SES_FROM_ADDRESS"] == "ops@example.com"
         assert "SES_SENDER" not in env
-        assert "OPERATOR_NAME" not in env
+        assert env["OPERATOR_NAME"] == "Acme Media"

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.infra.cfn import functions_by_handler, only, render, resources
-from tests.infra.conftest import CLIENT_ID, OPERATOR_ARN, REPO_ROOT
+from infra.config import OPERATOR_NAME_PLACEHOLDER, OPERATOR_NAME_REQUIRED
+from tests.infra.conftest import CLIENT_ID, OPERATOR_ARN, OPERATOR_NAME, REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,9 @@ EVERY_KEY = {
     "invitation_ttl_days": 3,
     "ses_sender": "example.com",
     "ses_from_address": "adsauth@example.com",
-    "operator_name": None,
+    "operator_name": OPERATOR_NAME,  # in place of cdk.json's placeholder, as ops do
+    "support_contact": "https://northwind.example/support",
+    "footer_text": None,
     "refresh_schedule_minutes": 2,
     "refresh_lead_minutes": 14,
     "refresh_concurrency": 4,
@@ -100,11 +103,14 @@ def test_cdk_synth_with_every_key_set_including_nulls(tmp_path):
     assert env["SES_FROM_ADDRESS"] == "adsauth@example.com" and "SES_SENDER" not in env
     assert env["ALLOWED_REGIONS"] == "EU,FE" and env["LWA_SCOPE"] == "advertising::audiences"
     assert env["RECONSENT_LEAD_DAYS"] == "14,3"
-    assert "OPERATOR_NAME" not in env  # operator_name: null
+    assert env["OPERATOR_NAME"] == OPERATOR_NAME
+    assert env["SUPPORT_CONTACT"] == "https://northwind.example/support"
+    assert "FOOTER_TEXT" not in env  # footer_text: null
     outputs = {name: render(o["Value"]) for name, o in cfn["Outputs"].items()}
     assert outputs["SesFromAddress"] == "adsauth@example.com"
     assert outputs["CallbackUrl"] == "https://auth.example.com/callback"
-    assert "OperatorName" not in outputs
+    assert outputs["OperatorName"] == OPERATOR_NAME
+    assert outputs["SupportContact"] == "https://northwind.example/support" and "FooterText" not in outputs
     assert not resources(cfn, "AWS::SNS::Subscription")  # alert_email: null
     assert only(cfn, "AWS::ApiGateway::Account")  # api_cloudwatch_role: create
     assert only(cfn, "AWS::WAFv2::WebACL")
@@ -121,7 +127,8 @@ def test_cdk_synth_with_every_key_set_including_nulls(tmp_path):
 
 
 def test_cdk_synth_refuses_a_null_where_none_is_allowed(tmp_path):
-    result = _cdk_synth(tmp_path, {**EVERY_KEY, "refresh_concurrency": None, "stage_name": None})
+    result = _cdk_synth(tmp_path, {**EVERY_KEY, "refresh_concurrency": None, "stage_name": None,
+                                   "operator_name": OPERATOR_NAME_PLACEHOLDER})  # cdk.json's, unchanged
     assert result.returncode == 1, result.stderr[-3000:]
     assert "invalid cdk.json context 'adsauth':" in result.stderr
     assert (
@@ -129,4 +136,8 @@ def test_cdk_synth_refuses_a_null_where_none_is_allowed(tmp_path):
         'key out for the default, "prod")'
     ) in result.stderr
     assert "  - refresh_concurrency must be an integer from 2 to 50" in result.stderr
+    assert (
+        f'  - {OPERATOR_NAME_REQUIRED}; cdk.json still holds the placeholder "{OPERATOR_NAME_PLACEHOLDER}": '
+        "replace it with the name advertisers know you by\n"
+    ) in result.stderr
     assert not (tmp_path / "cdk.out" / "AdsAuth.template.json").exists()

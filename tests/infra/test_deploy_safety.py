@@ -170,7 +170,8 @@ def test_app_build_sees_the_nulls_of_cdk_json(monkeypatch):
     from tests.infra.conftest import REPO_ROOT
 
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-    context["adsauth"] = {**context["adsauth"], "stage_name": None, "callback_reserved_concurrency": None}
+    context["adsauth"] = {**context["adsauth"], "stage_name": None, "callback_reserved_concurrency": None,
+                          "operator_name": "Northwind Media"}  # in place of the placeholder, as ops do
     monkeypatch.delenv("CONTEXT_OVERFLOW_LOCATION_ENV", raising=False)
     monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps(context))
     with pytest.raises(ConfigError) as caught:

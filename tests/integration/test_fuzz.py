@@ -88,8 +88,8 @@ class SigV4(requests.auth.AuthBase):
 
 
 def _fixed_pages() -> set[str]:
-    operator = get_settings().operator_name
-    return {render(key, operator)[1] for key in PAGES}
+    branding = get_settings().branding
+    return {render(key, branding)[1] for key in PAGES}
 
 
 def fixed_pages_only(ctx, response, case) -> bool | None:
@@ -254,7 +254,7 @@ def _path_segment(text: str) -> str:
 def test_any_invitation_text_gets_the_fixed_unknown_page(stack, invitation):
     answer = _get(f"{stack.base_url}/connect/{_path_segment(invitation)}")
     assert answer.status_code == 404
-    assert answer.text == render("invitation_unknown", get_settings().operator_name)[1]
+    assert answer.text == render("invitation_unknown", get_settings().branding)[1]
     assert "Set-Cookie" not in answer.headers and "Location" not in answer.headers
 
 
@@ -267,7 +267,7 @@ CALLBACK_NAMES = st.sampled_from(["code", "state", "error", "error_description",
 def test_any_callback_query_gets_a_fixed_refusal(stack, params):
     answer = _get(stack.callback_url, params=params)
     assert answer.status_code == 400, answer.status_code
-    assert answer.text in {render(k, get_settings().operator_name)[1] for k in ("state_invalid", "invalid_request")}
+    assert answer.text in {render(k, get_settings().branding)[1] for k in ("state_invalid", "invalid_request")}
     assert "Location" not in answer.headers
     for _, value in params:
         if len(value) >= 8 and not value.isalnum():

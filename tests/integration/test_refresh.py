@@ -273,7 +273,7 @@ def test_a_revoked_grant_needs_reauth_alerts_and_is_never_tried_again(
     assert "NeedsReauth" in capsys.readouterr().out  # the metric (EMF)
     [alert] = alerts()
     assert advertiser_id in alert["Message"] and "Acme Outdoor" in alert["Message"]
-    assert f"python -m adsauth reinvite {advertiser_id}" in alert["Message"]
+    assert f"    adsauth reinvite {advertiser_id}\n" in alert["Message"]
     assert not any(token in alert["Message"] + alert["Subject"] for token in emulator_tokens(stack))
     assert wiring.store().list_events(advertiser_id, 1)[0].event == "needs_reauth"
     refresher_env(3600)

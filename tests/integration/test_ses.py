@@ -71,7 +71,7 @@ def test_a_from_address_that_is_a_domain_is_a_settings_error(stack, monkeypatch,
     finally:
         monkeypatch.delenv("SES_FROM_ADDRESS")
         wiring.reset()
-    assert code == 2 and err.startswith("error: environment variable SES_FROM_ADDRESS must be an e-mail address")
+    assert code == 1 and err.startswith("error: environment variable SES_FROM_ADDRESS must be an e-mail address")
     assert len(err.splitlines()) == 1
 
 
@@ -92,3 +92,76 @@ def test_a_rejected_reconsent_email_notes_the_lead_and_alerts_ops_without_a_retr
     aged(3600)
     assert wiring.refresher().refresh(advertiser_id, force=True).reconsent_lead is None
     assert alerts() == []  # no second alert, no second attempt
+
+
+# --- what the advertiser receives: both MIME parts, as SES (moto) received them ---------------------
+@pytest.fixture
+def ses_requests(monkeypatch):
+    """Every SendEmail request moto's SES answered, as its parameters (moto's own record keeps one
+    body part: the HTML when there is one)."""
+    from moto.ses.responses import EmailResponse
+
+    seen: list[dict[str, str]] = []
+    original = EmailResponse.send_email
+
+    def recording(self):
+        seen.append({key: values[0] for key, values in self.querystring.items()})
+        return original(self)
+
+    monkeypatch.setattr(EmailResponse, "send_email", recording)
+    return seen
+
+
+def _parts_of(request: dict[str, str]) -> tuple[str, str, str]:
+    assert request["Message.Subject.Charset"] == request["Message.Body.Text.Charset"] == "UTF-8"
+    assert request["Message.Body.Html.Charset"] == "UTF-8"
+    return request["Message.Subject.Data"], request["Message.Body.Text.Data"], request["Message.Body.Html.Data"]
+
+
+def _assert_branded(text: str, html: str, link: str) -> None:
+    from html import escape
+
+    from local.stack import OPERATOR_NAME, SUPPORT_CONTACT
+
+    host = link.split("/")[2].split(":")[0]
+    assert link in text and f'<a href="{escape(link)}">' in html and f" on {host}</a>" in html
+    for part in (text, html):
+        assert OPERATOR_NAME in part and f"Questions? Contact {OPERATOR_NAME}: " in part
+        assert f"{OPERATOR_NAME} \u00b7 Amazon Ads account connection" in part  # the default footer
+    assert SUPPORT_CONTACT in text and f'<a href="mailto:{SUPPORT_CONTACT}">' in html
+    assert "<img" not in html and "<script" not in html and "http://" not in html.replace(link, "")
+
+
+def test_the_invitation_email_has_a_text_and_an_html_part(stack, email, ses_requests, capsys):
+    from local.stack import OPERATOR_NAME
+
+    email("adsauth@agency.example")
+    sent_before = len(stack.sent_emails())
+    code, out, err = run(capsys, "invite", "--name", 'Shop <b>"Acme"</b>', "--email", "ads@acme.example")
+    assert (code, err) == (0, ""), err
+    (request,) = ses_requests
+    subject, text, html = _parts_of(request)
+    link = next(line for line in text.splitlines() if "/connect/" in line)
+    remember(link.rsplit("/", 1)[-1])
+    assert subject == f"{OPERATOR_NAME} asks you to connect your Amazon Ads account"
+    assert text.startswith('Hello Shop <b>"Acme"</b>,\n')  # plain text: the name as typed
+    assert "<p>Hello Shop &lt;b&gt;&quot;Acme&quot;&lt;/b&gt;,</p>" in html  # HTML: escaped
+    _assert_branded(text, html, link)
+    (stored,) = stack.sent_emails()[sent_before:]
+    assert stored.subject == subject and stored.body == html  # what moto's SES accepted
+
+
+def test_the_reconsent_email_has_a_text_and_an_html_part(stack, browser, aged, email, ses_requests):
+    from local.stack import OPERATOR_NAME
+
+    advertiser_id = connected_advertiser(stack, browser)
+    email("adsauth@agency.example")
+    aged(335 * DAY + 60)  # 30 days before the grant ends
+    assert wiring.refresher().refresh(advertiser_id, force=True).reconsent_lead == 30
+    (request,) = ses_requests
+    subject, text, html = _parts_of(request)
+    assert subject == f"Please renew {OPERATOR_NAME}'s access to your Amazon Ads account"
+    link = next(line for line in text.splitlines() if "/connect/" in line)
+    remember(link.rsplit("/", 1)[-1])
+    _assert_branded(text, html, link)
+    assert "ends on" in text and "ends on" in html

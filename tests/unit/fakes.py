@@ -17,6 +17,7 @@ def make_settings(**overrides) -> Settings:
         "LWA_CLIENT_ID": "amzn1.application-oa2-client.test",
         "LWA_CLIENT_SECRET_NAME": "adsauth/test/lwa-client",
         "SECRET_PREFIX": "adsauth/test/advertisers/",
+        "OPERATOR_NAME": "Example Media",  # every stack sets it (cdk.json operator_name is required)
     }
     env.update(overrides)
     return settings_from_env(env)

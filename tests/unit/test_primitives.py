@@ -10,7 +10,7 @@ import pytest
 from adsauth import oauth
 from adsauth.pages import PAGES, SECURITY_HEADERS, render
 from adsauth.regions import Region
-from adsauth.settings import SettingsError, settings_from_env
+from adsauth.settings import Branding, SettingsError, settings_from_env
 from tests.unit.fakes import make_settings
 
 
@@ -41,15 +41,15 @@ def test_cookie_parsing_is_lenient_and_first_wins():
 
 
 def test_pages_never_reflect_input_and_escape_the_operator():
-    status, body = render("<script>", "Evil <b>Corp</b>")
+    status, body = render("<script>", Branding("Evil <b>Corp</b>"))
     assert status == 404 and "<script>" not in body
-    _status, body = render("connected", "Evil <b>Corp</b>")
+    _status, body = render("connected", Branding("Evil <b>Corp</b>"))
     assert "<b>" not in body and "Evil &lt;b&gt;Corp&lt;/b&gt;" in body
 
 
 def test_every_page_is_fixed_text():
     for key in PAGES:
-        _status, body = render(key, "Acme")
+        _status, body = render(key, Branding("Acme"))
         assert "{operator}" not in body and "<title>" in body
 
 

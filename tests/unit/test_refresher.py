@@ -227,7 +227,7 @@ def test_invalid_grant_moves_the_advertiser_to_needs_reauth_and_alerts(world):
     assert adv.status is AdvertiserStatus.NEEDS_REAUTH and "adv-1" not in world.store.due
     assert world.events() == ["needs_reauth"]
     [(subject, message)] = world.notifier.alerts
-    assert "adv-1" in message and "Acme Outdoor" in message and "python -m adsauth reinvite adv-1" in message
+    assert "adv-1" in message and "Acme Outdoor" in message and "    adsauth reinvite adv-1\n" in message
     assert world.vault.refresh["adv-1"] not in message + subject
     # no more attempts: not dispatched, and a queued job makes no LwA call
     world.clock.advance(3600)

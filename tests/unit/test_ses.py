@@ -84,7 +84,7 @@ class FailingMailer:
     def __init__(self) -> None:
         self.attempts = 0
 
-    def send(self, to, subject, body):
+    def send(self, to, subject, text, html=None):
         self.attempts += 1
         raise EmailRejected()
 

@@ -120,15 +120,19 @@ class SesMailer:
         self.client = client
         self.from_address = from_address
 
-    def send(self, to: str, subject: str, body: str) -> None:
+    def send(self, to: str, subject: str, text: str, html: str | None = None) -> None:
+        """One message: the plain-text part, and the HTML part when given (SES sends both as
+        multipart/alternative; mail apps show the one they prefer)."""
         from botocore.exceptions import ClientError
 
+        body = {"Text": {"Data": text, "Charset": "UTF-8"}}
+        if html is not None:
+            body["Html"] = {"Data": html, "Charset": "UTF-8"}
         try:
             self.client.send_email(
                 Source=self.from_address,
                 Destination={"ToAddresses": [to]},
-                Message={"Subject": {"Data": subject, "Charset": "UTF-8"},
-                         "Body": {"Text": {"Data": body, "Charset": "UTF-8"}}},
+                Message={"Subject": {"Data": subject, "Charset": "UTF-8"}, "Body": body},
             )
         except ClientError as exc:
             # SES's message names the addresses and the identity: never passed on

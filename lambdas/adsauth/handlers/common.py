@@ -22,7 +22,7 @@ logger = Logger(service="adsauth")
 def page(key: str, *, cookies: list[Cookie] | None = None) -> Response:
     from aws_lambda_powertools.event_handler import Response
 
-    status, body = render(key, get_settings().operator_name)
+    status, body = render(key, get_settings().branding)
     return Response(
         status_code=status,
         content_type="text/html; charset=utf-8",
