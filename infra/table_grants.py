@@ -70,7 +70,7 @@ def grant_items(
             # table's partition key and does not say what IAM compares for a query on an index;
             # a wrong guess would deny the dispatcher's due query on a real account and stop
             # every refresh, while the patterns would add little: byExpiry holds only due
-            # entries, and byKind's other kind, the advertiser list, carries no secret.
+            # entries, and byKind's other kinds (advertisers, profiles, packs, the outbox) carry no secret.
             statements.append((["dynamodb:Query"], [f"{table.table_arn}/index/{index}"], None))
     for actions, arns, keys in statements:
         one = iam.Grant.add_to_principal(

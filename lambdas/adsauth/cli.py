@@ -1,33 +1,33 @@
-"""The ops command line: ``python -m adsauth invite --name … --email … [--region NA|EU|FE]``.
+"""The ops command line: ``adsauth invite --name … --email … [--region NA|EU|FE]`` (or
+``python -m adsauth``). docs/cli.md describes every command, its JSON and the exit codes.
 
 Settings come from the environment (the same variables the functions read). With ``--stack NAME``
-(or ``ADSAUTH_STACK``) the missing ones are read from the deployed stack's outputs.
+(or ``ADSAUTH_STACK``) the missing ones are read from the deployed stack's outputs. ``--stack``,
+``--output table|json`` and ``--debug`` go before or after the command.
 
-Exit codes: 0 done; 1 refused (an unknown advertiser, a transition whose condition did not hold,
-input the domain rejects, Login with Amazon saying no); 2 the command line itself is wrong
-(a missing ``--yes``, a malformed ``--cause`` or ``--expiring-within``, conflicting flags, no
-token on standard input). Either way nothing was changed, and no message ever shows a token;
-the one exception is an invitation e-mail SES refused (exit 1, one line saying why, e.g. the SES
-sandbox): the invitation was created and its link printed above the error.
+Exit codes: 0 done (also: nothing to do); 1 failed or refused (an unknown advertiser, a transition
+whose condition did not hold, input the domain rejects, Login with Amazon or AWS saying no, a
+missing setting, a prompt answered no): one ``error: …`` line on stderr; 2 the command line itself
+is wrong (the usage, then one ``error: …`` line); 130 interrupted. Never a traceback (``--debug``
+adds it), and no message ever shows a token. The one exception to "nothing changed" is an
+invitation e-mail SES refused: the invitation was created and its link printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import re
 import sys
-import time
-from datetime import datetime, timezone
+import traceback
 from typing import Sequence
 
-from adsauth.adapters.notify import EmailNotSent
-from adsauth.errors import AdsAuthError, AdvertiserUnknown, InvalidRequest
-from adsauth.mail import invitation_email
-from adsauth.models import Advertiser, AdvertiserStatus
+from adsauth import cli_commands as commands
+from adsauth.cli_commands import LIST_STATUSES, send_invitation_email  # noqa: F401 - tests replace it here
+from adsauth.cli_errors import StackNotFound, UsageError, describe
+from adsauth.cli_import import IMPORT_FIELDS
+from adsauth.mail import invitation_email  # noqa: F401 - looked up here at run time (tests replace it)
 from adsauth.regions import Region
-from adsauth.settings import DAY, Settings, SettingsError, get_settings
+from adsauth.settings import Settings, get_settings
 
 # stack output -> environment variable
 STACK_OUTPUTS = {
@@ -40,23 +40,37 @@ STACK_OUTPUTS = {
     "InvitationTtlSeconds": "INVITATION_TTL_SECONDS",
     "SesFromAddress": "SES_FROM_ADDRESS",
     "OperatorName": "OPERATOR_NAME",
+    "SupportContact": "SUPPORT_CONTACT",  # shown in the invitation e-mail
+    "FooterText": "FOOTER_TEXT",
     "SecretsKeyArn": "SECRETS_KMS_KEY_ID",  # `refresh` may create an access-token secret
     "EventBusName": "EVENT_BUS_NAME",  # invite, reinvite, revoke and import announce their transitions
     "TokenLayout": "TOKEN_LAYOUT",  # migrate-layout moves tokens to the deployed layout
+    # a refresh run from the CLI alerts on-call as the worker would (needs_reauth, invalid_client),
+    # on the topic, not in the terminal (where a log line would also break --output json)
+    "AlertTopicArn": "ALERT_TOPIC_ARN",
 }
+OUTPUTS = ("table", "json")
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
-CAUSE = re.compile(r"[a-z][a-z_]{0,39}")  # fullmatch; a fixed code: it goes into an EventBridge event
-IMPORT_FIELDS = ("name", "email", "region", "consented_on", "refresh_token")  # a row of `import --bulk`
 
+def version() -> str:
+    import adsauth
 
-class UsageError(Exception):
-    """The command line or standard input is malformed (exit 2); the message is fixed."""
+    return getattr(adsauth, "__version__", "0.12.0")
 
 
 def stack_environment(stack_name: str) -> dict[str, str]:
     import boto3
+    from botocore.exceptions import ClientError
 
-    stacks = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    cloudformation = boto3.client("cloudformation")
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ValidationError":  # "Stack with id … does not exist"
+            raise StackNotFound(f"no stack {stack_name!r} in {cloudformation.meta.region_name}: "
+                                "check --stack (or ADSAUTH_STACK) and the AWS region") from None
+        raise
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     return {env: outputs[key] for key, env in STACK_OUTPUTS.items() if outputs.get(key)}
 
@@ -70,330 +84,127 @@ def load_settings(stack: str | None) -> Settings:
     return get_settings()
 
 
-def send_invitation_email(settings: Settings, email: str, subject: str, body: str) -> None:
-    import boto3
+# --- the command line --------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """Usage errors end like every failure: the usage, then one ``error: …`` line (exit 2)."""
 
-    from adsauth.adapters.notify import SesMailer
-
-    SesMailer(client=boto3.client("ses"), from_address=settings.ses_from_address).send(email, subject, body)
-
-
-def _now() -> float:
-    from adsauth import wiring
-
-    return wiring.now()  # the functions' clock (tests travel in time with it)
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
 
 
-def _when(epoch: float | None) -> str:
-    if not epoch:
-        return "-"
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def _region(value: str) -> str:
+    name = value.strip().upper()
+    if name not in Region.__members__:
+        raise argparse.ArgumentTypeError("region must be one of NA, EU, FE")
+    return name
 
 
-def _day(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d")
-
-
-def grant_text(adv: Advertiser, settings: Settings, *, importing: bool = False) -> str:
-    """When the advertiser's grant ends, and what that is known from (``lifecycle.grant_for``)."""
-    basis, ends = adv.grant_expiry_basis, adv.grant_expires_at
-    if adv.status is AdvertiserStatus.REVOKED:
-        return "- (revoked: its tokens were deleted)"
-    if basis == "consent" and ends is not None and adv.consented_at is not None:
-        return f"{_when(ends)} (consent {_day(adv.consented_at)}; {round((ends - adv.consented_at) / DAY)} days)"
-    if basis == "token_response" and ends is not None:
-        return f"{_when(ends)} (as Login with Amazon's token response said)"
-    if basis == "unknown_consent" and ends is not None:
-        why = "consent date unknown: re-consent is asked before that" if importing else "consent date unknown"
-        return f"at the earliest {_when(ends)} ({why})"
-    if basis == "none":
-        return f"no end known (consent before {_day(settings.grant_expiry_from)})"
-    return "-"  # never connected
-
-
-def _print_invitation(settings: Settings, advertiser, token: str, ttl: int | None, no_email: bool) -> None:
-    link = settings.invitation_url(token)
-    expires_at = time.time() + (ttl or settings.invitation_ttl_seconds)
-    print(f"advertiser: {advertiser.advertiser_id} ({advertiser.name})")
-    print(f"region:     {advertiser.region.value}")
-    print(f"valid until {_when(expires_at)} (completes once)")
-    print(f"link:       {link}")
-    if settings.ses_from_address and not no_email:
-        subject, body = invitation_email(settings, advertiser.name, link, expires_at)
-        try:
-            send_invitation_email(settings, advertiser.email, subject, body)
-        except EmailNotSent as exc:  # one fixed line (exit 1); the invitation stands
-            raise type(exc)(f"{exc} The invitation was created: send the link above yourself.") from None
-        print(f"emailed to  {advertiser.email}")
-
-
-def _ttl(args: argparse.Namespace) -> int | None:
-    if args.valid_days is None:
-        return None
-    if not 0 < args.valid_days <= 30:
-        raise InvalidRequest("--valid-days must be more than 0 and at most 30")
-    return int(args.valid_days * 86400)
-
-
-def _region(value: object) -> Region:
-    try:
-        return Region.parse(value)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
-
-
-def cmd_invite(args: argparse.Namespace, settings: Settings) -> int:
-    from adsauth.wiring import onboarding
-
-    region = _region(args.region)
-    ttl = _ttl(args)
-    advertiser, token = onboarding().invite(name=args.name, email=args.email, region=region, ttl_seconds=ttl)
-    _print_invitation(settings, advertiser, token, ttl, args.no_email)
-    return 0
-
-
-def cmd_reinvite(args: argparse.Namespace, settings: Settings) -> int:
-    from adsauth.wiring import onboarding
-
-    ttl = _ttl(args)
-    _advertiser_or_fail(args.advertiser)
-    advertiser, token = onboarding().reinvite(args.advertiser, ttl_seconds=ttl)
-    _print_invitation(settings, advertiser, token, ttl, args.no_email)
-    print(f"status:     {advertiser.status.value} until the advertiser completes the link")
-    return 0
-
-
-def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    """Cancelling deletes no token (a connected advertiser's grant keeps serving) and `reinvite`
-    undoes it, so unlike `revoke` it needs no --yes (accepted, so scripts may pass it to both)."""
-    from adsauth.wiring import onboarding
-
-    _advertiser_or_fail(args.advertiser)
-    adv = onboarding().cancel(args.advertiser)  # TransitionRefused when no invitation is open
-    kept = ": its current grant keeps serving" if adv.status is AdvertiserStatus.CONNECTED else ""
-    print(f"{adv.advertiser_id}: invitation cancelled; its link and every sign-in it started no longer work "
-          f"(status {adv.status.value}{kept})")
-    return 0
-
-
-def _profile_counts(store, advertiser_id: str) -> dict[str, int]:
-    counts = {"NA": 0, "EU": 0, "FE": 0}
-    for profile in store.list_profiles(advertiser_id):
-        if profile.status == "active":
-            counts[profile.region.value] += 1
-    return counts
-
-
-def _expiring_within(value: str | None) -> float | None:
-    if value is None:
-        return None
+def _valid_days(value: str) -> float:
     try:
         days = float(value)
     except ValueError:
-        days = math.nan
-    if not math.isfinite(days) or days <= 0:
-        raise UsageError("--expiring-within must be a number of days above 0, e.g. 30")
+        days = 0.0
+    if not 0 < days <= 30:  # NaN fails too
+        raise argparse.ArgumentTypeError("--valid-days must be more than 0 and at most 30")
     return days
 
 
-def _status_cell(adv: Advertiser, now: float) -> str:
-    if adv.status is AdvertiserStatus.INVITED and not adv.invitation_open(now):
-        return "invitation_expired"
-    if adv.status is AdvertiserStatus.CONNECTED and adv.reconsent_pending:
-        return "connected+"
-    return adv.status.value
+def _events(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError("--events must be a whole number, 0 or more (0: no events)")
+    return count
 
 
-def _grant_cell(adv: Advertiser) -> str:
-    if adv.status is AdvertiserStatus.REVOKED:
-        return "-"
-    if adv.grant_expiry_basis == "none":
-        return "no end"
-    if adv.grant_expires_at is None:
-        return "-"
-    return (">=" if adv.grant_expiry_basis == "unknown_consent" else "") + _when(adv.grant_expires_at)
+def _pack_size(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--pack-size must be a whole number from 1 to 100") from None
+    return size  # the range is checked by run(): a usage error with the parser's usage line
 
 
-LEGEND = {
-    "*": "* = region pending (retried by the refresher)",
-    "+": "connected+ = re-consent pending (the current grant serves until the new link is completed)",
-    ">=": ">= = at the earliest (consent date unknown)",
-}
+def _statuses(value: str) -> list[str]:
+    names = [v.strip().lower() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in LIST_STATUSES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"--status must be one or more of {', '.join(LIST_STATUSES)}")
+    return names
 
 
-def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from adsauth.wiring import store
+def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """``--stack``, ``--output``, ``--debug``: on the main parser with their defaults, and on each
+    command with SUPPRESS, so a value given after the command wins and an absent one leaves the
+    main parser's."""
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
 
-    within = _expiring_within(args.expiring_within)
-    now = _now()
-    advertisers = store().list_advertisers()
-    if within is not None:
-        advertisers = sorted(
-            (a for a in advertisers if a.status is AdvertiserStatus.CONNECTED and a.grant_expires_at is not None
-             and a.grant_expires_at - now <= within * DAY),
-            key=lambda a: a.grant_expires_at or 0.0,
-        )
-    rows = [("ADVERTISER", "NAME", "STATUS", "TOKEN EXPIRES", "GRANT EXPIRES", "LAST REFRESH", "NA", "EU", "FE")]
-    used: set[str] = set()
-    for adv in advertisers:
-        counts = _profile_counts(store(), adv.advertiser_id)
-        pending = {r.value for r in adv.pending_regions}
-        cells = [f"{counts[r]}{'*' if r in pending else ''}" for r in ("NA", "EU", "FE")]
-        status, grant = _status_cell(adv, now), _grant_cell(adv)
-        used.update(mark for mark, hit in (("*", pending), ("+", status.endswith("+")), (">=", grant.startswith(">="))) if hit)
-        rows.append((adv.advertiser_id, adv.name[:30], status, _when(adv.token_expires_at), grant,
-                     _when(adv.last_refresh_at), *cells))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
-    count = f"{len(rows) - 1} advertisers" + (f" whose grant ends within {within:g} days" if within is not None else "")
-    print("\n" + "; ".join([count, *(LEGEND[mark] for mark in LEGEND if mark in used)]))
-    return 0
-
-
-def _advertiser_or_fail(advertiser_id: str):
-    from adsauth.wiring import store
-
-    advertiser = store().get_advertiser(advertiser_id)
-    if advertiser is None:
-        raise AdvertiserUnknown(f"no advertiser {advertiser_id!r}; `list` shows the known ones")
-    return advertiser
-
-
-def _invitation_text(adv: Advertiser, now: float) -> str:
-    if not adv.invitation_hash:
-        return "none"
-    purpose = adv.invitation_purpose or "invite"
-    if adv.invitation_open(now):
-        return f"open until {_when(adv.invitation_expires_at)} ({purpose})"
-    return f"expired {_when(adv.invitation_expires_at)} ({purpose})"
-
-
-def _reconsent_text(adv: Advertiser) -> str:
-    if not adv.reconsent_pending:
-        return "none"
-    if not adv.reconsent_leads_sent:  # a reinvite of a connected advertiser
-        return "pending (an operator's reinvite; the current grant serves until it is completed)"
-    leads = sorted(adv.reconsent_leads_sent, reverse=True)
-    latest = f"; latest lead {leads[-1]} days" if len(leads) > 1 else ""
-    return f"pending since lead {leads[0]} days{latest}"
-
-
-def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    from adsauth.wiring import store
-
-    adv = _advertiser_or_fail(args.advertiser)
-    now = _now()
-    print(f"advertiser:    {adv.advertiser_id}")
-    print(f"name / email:  {adv.name} <{adv.email}>")
-    print(f"home region:   {adv.region.value}")
-    reason = f" ({adv.status_reason})" if adv.status_reason else ""
-    print(f"status:        {adv.status.value}{reason}")
-    print(f"connected:     {_when(adv.connected_at)}")
-    print(f"token expires: {_when(adv.token_expires_at)}")
-    print(f"grant expires: {grant_text(adv, settings)}")
-    print(f"generation:    {adv.generation}")
-    print(f"invitation:    {_invitation_text(adv, now)}")
-    print(f"re-consent:    {_reconsent_text(adv)}")
-    print(f"last refresh:  {_when(adv.last_refresh_at)}{' — last error: ' + adv.last_refresh_error if adv.last_refresh_error else ''}")
-    print(f"profiles read: {_when(adv.profiles_at)}; pending regions: {', '.join(r.value for r in adv.pending_regions) or 'none'}")
-    print("profiles:")
-    for p in sorted(store().list_profiles(adv.advertiser_id), key=lambda p: (p.region.value, p.profile_id)):
-        removed = f" removed {_when(p.removed_at)}" if p.status == "removed" else ""
-        print(f"  {p.region.value}  {p.profile_id:>16}  {p.country_code:<2}  {p.currency_code}  {p.account_type:<7} {p.account_name}{removed}")
-    print("events (newest first):")
-    for event in store().list_events(adv.advertiser_id, limit=args.events):
-        print(f"  {_when(event.at)}  {event.event:<13} {event.cause}")
-    return 0
-
-
-def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
-    from adsauth.wiring import refresher
-
-    _advertiser_or_fail(args.advertiser)
-    result = refresher().refresh_profiles(args.advertiser) if args.profiles else refresher().refresh(args.advertiser, force=True)
-    print(f"refresh:       {result.outcome}{' (' + result.reason + ')' if result.reason else ''}")
-    if result.token_expires_at:
-        print(f"token expires: {_when(result.token_expires_at)}{' (refresh token rotated)' if result.rotated else ''}")
-    if result.profiles is not None:
-        print(f"profiles:      {result.profiles}")
-    return 0 if result.outcome in ("refreshed", "fresh") else 1
-
-
-def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from adsauth.wiring import refresher
-
-    if not CAUSE.fullmatch(args.cause):
-        raise UsageError("--cause must be a code of a-z and _ (a letter first, at most 40), e.g. contract_ended")
-    adv = _advertiser_or_fail(args.advertiser)
-    if not args.yes:
-        raise UsageError(f"revoking deletes {adv.advertiser_id}'s tokens; repeat with --yes to confirm")
-    refresher().revoke(adv.advertiser_id, cause=args.cause)
-    print(f"{adv.advertiser_id}: tokens deleted, status revoked (records and history kept; `reinvite` to reconnect)")
-    return 0
-
-
-def cmd_migrate_layout(args: argparse.Namespace, settings: Settings) -> int:
-    from adsauth.migrate import migrate_layout
-    from adsauth.wiring import refresher
-
-    if args.pack_size is not None and not 1 <= args.pack_size <= 100:
-        raise UsageError("--pack-size must be from 1 to 100")
-    summary = migrate_layout(refresher(), args.to, pack_size=args.pack_size, progress=print)
-    print(f"moved {summary['moved']} advertiser(s) to the {summary['to']} layout; packs now: {summary['packs']}")
-    if summary["not_moved"]:
-        print(f"not moved ({len(summary['not_moved'])}; they move at their next refresh, or run this again): "
-              + ", ".join(summary["not_moved"][:20]) + (" …" if len(summary["not_moved"]) > 20 else ""))
-        return 1
-    return 0
-
-
-# --- import: a refresh token obtained elsewhere (adsauth.cli_import) -------------------------------
-def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from adsauth.cli_import import run_import
-
-    return run_import(args, settings)
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--stack", default=default(os.environ.get("ADSAUTH_STACK")),
+                         help="read missing settings from this CloudFormation stack's outputs (or ADSAUTH_STACK)")
+    options.add_argument("--output", "-o", type=str.lower, choices=OUTPUTS, default=default("table"),
+                         help="table (default) or json: one JSON document on stdout (docs/cli.md)")
+    options.add_argument("--debug", action="store_true", default=default(False),
+                         help="on a failure, print the traceback too")
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adsauth", description="adsauth operations")
-    parser.add_argument("--stack", default=os.environ.get("ADSAUTH_STACK"), help="read settings from this stack's outputs")
-    commands = parser.add_subparsers(dest="command", required=True)
-    invite = commands.add_parser("invite", help="invite an advertiser and print the authorization link")
+    parser = Parser(prog="adsauth", description="adsauth operations: invite advertisers, watch and revoke their grants",
+                    parents=[_global_options(suppress=False)])
+    parser.add_argument("--version", action="version", version=f"adsauth {version()}")
+    common = [_global_options(suppress=True)]
+    commands_ = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands_.add_parser(name, help=help, description=help, parents=common)
+        sub.set_defaults(command_parser=sub)
+        return sub
+
+    invite = command("invite", "invite an advertiser and print the authorization link")
     invite.add_argument("--name", required=True, help="advertiser or business name")
     invite.add_argument("--email", required=True, help="where the link is sent when SES is configured")
-    invite.add_argument("--region", default="NA", help="NA, EU or FE: picks Amazon's sign-in site (default NA)")
-    reinvite = commands.add_parser("reinvite", help="a new link for a known advertiser (replaces its grant)")
+    invite.add_argument("--region", type=_region, default="NA", metavar="{NA,EU,FE}",
+                        help="picks Amazon's sign-in site (default NA; any case)")
+    reinvite = command("reinvite", "a new link for a known advertiser (replaces its grant)")
     reinvite.add_argument("advertiser")
     for sub in (invite, reinvite):
-        sub.add_argument("--valid-days", type=float, default=None, help="link lifetime (default from config, 7)")
+        sub.add_argument("--valid-days", type=_valid_days, default=None, metavar="DAYS",
+                         help="link lifetime, more than 0 and at most 30 (default from config, 7)")
         sub.add_argument("--no-email", action="store_true", help="only print the link")
-    cancel = commands.add_parser("cancel", help="withdraw an advertiser's open invitation and every sign-in it started")
+    cancel = command("cancel", "withdraw an advertiser's open invitation and every sign-in it started")
     cancel.add_argument("advertiser")
-    cancel.add_argument("--yes", action="store_true", help="accepted, not needed: cancelling deletes no tokens")
-    listing = commands.add_parser("list", help="all advertisers: status, token and grant expiry, profiles per region")
+    cancel.add_argument("--yes", "-y", action="store_true", help="accepted, not needed: cancelling deletes no tokens")
+    listing = command("list", "all advertisers: status, token and grant expiry, profiles per region")
+    listing.add_argument("--status", type=_statuses, action="append", metavar="STATUS[,STATUS]",
+                         help=f"only these statuses (repeatable): {', '.join(LIST_STATUSES)}")
     listing.add_argument("--expiring-within", metavar="DAYS", default=None,
                          help="only connected advertisers whose grant ends within DAYS, soonest first")
-    show = commands.add_parser("show", help="one advertiser: grant, invitation, profiles and token events")
+    show = command("show", "one advertiser: grant, invitation, profiles and token events")
     show.add_argument("advertiser")
-    show.add_argument("--events", type=int, default=20, help="how many events to show (default 20)")
-    refresh = commands.add_parser("refresh", help="refresh an advertiser's access token now")
+    show.add_argument("--events", type=_events, default=20, metavar="N", help="how many events to show (default 20; 0: none)")
+    refresh = command("refresh", "refresh an advertiser's access token now")
     refresh.add_argument("advertiser")
     refresh.add_argument("--profiles", action="store_true", help="also list its profiles in every region now")
-    revoke = commands.add_parser("revoke", help="delete an advertiser's tokens; keep its records")
+    revoke = command("revoke", "delete an advertiser's tokens; keep its records (asks first, or --yes)")
     revoke.add_argument("advertiser")
-    revoke.add_argument("--yes", action="store_true", help="confirm")
+    revoke.add_argument("--yes", "-y", action="store_true", help="do not ask (needed without a terminal)")
     revoke.add_argument("--cause", default="operator", help="a code for the audit trail and the event, e.g. contract_ended")
-    migrate = commands.add_parser(
-        "migrate-layout", help="move every advertiser's tokens to the deployed token_layout now (no gap for downstream)")
+    migrate = command("migrate-layout",
+                      "move every advertiser's tokens to the deployed token_layout now (no gap for downstream)")
     migrate.add_argument("--to", required=True, choices=("packed", "per_advertiser"),
                          help="the layout the stack was deployed with (token_layout in cdk.json)")
-    migrate.add_argument("--pack-size", type=int, help="advertisers per new pack (default: as many as fit, at most 100)")
-    imp = commands.add_parser(
-        "import", help="record a connected advertiser from a refresh token read on standard input (never an argument)")
+    migrate.add_argument("--pack-size", type=_pack_size, metavar="N",
+                         help="advertisers per new pack, 1 to 100 (default: as many as fit, at most 100)")
+    migrate.add_argument("--yes", "-y", action="store_true", help="do not ask (needed without a terminal)")
+    imp = command("import", "record a connected advertiser from a refresh token read on standard input (never an argument)")
     imp.add_argument("--name", help="advertiser or business name")
     imp.add_argument("--email", help="the advertiser's contact (re-consent e-mails)")
-    imp.add_argument("--region", help="NA, EU or FE: where the advertiser consented")
+    imp.add_argument("--region", type=_region, metavar="{NA,EU,FE}", help="where the advertiser consented (any case)")
     imp.add_argument("--consented-on", metavar="YYYY-MM-DD|unknown", help="the consent's date (UTC), or unknown")
     imp.add_argument("--bulk", action="store_true",
                      help="JSON lines on standard input, each with " + ", ".join(IMPORT_FIELDS))
@@ -401,29 +212,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
-    "invite": cmd_invite,
-    "reinvite": cmd_reinvite,
-    "cancel": cmd_cancel,
-    "list": cmd_list,
-    "show": cmd_show,
-    "refresh": cmd_refresh,
-    "revoke": cmd_revoke,
-    "import": cmd_import,
-    "migrate-layout": cmd_migrate_layout,
+    "invite": commands.cmd_invite,
+    "reinvite": commands.cmd_reinvite,
+    "cancel": commands.cmd_cancel,
+    "list": commands.cmd_list,
+    "show": commands.cmd_show,
+    "refresh": commands.cmd_refresh,
+    "revoke": commands.cmd_revoke,
+    "import": commands.cmd_import,
+    "migrate-layout": commands.cmd_migrate_layout,
 }
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Value checks argparse cannot express as a type: usage errors, before any setting is read."""
+    if args.command == "migrate-layout" and args.pack_size is not None and not 1 <= args.pack_size <= 100:
+        raise UsageError("--pack-size must be from 1 to 100")
+    if args.command == "list":
+        args.status = [name for group in args.status or () for name in group]
+        commands._expiring_within(args.expiring_within)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # exits 2 on a malformed command line, 0 on --help/--version
     try:
+        _check(args)
         settings = load_settings(args.stack)
         return COMMANDS[args.command](args, settings)
-    except SettingsError as exc:
-        print(f"error: {exc} (set it, or pass --stack NAME)", file=sys.stderr)
-        return 2
     except UsageError as exc:
+        args.command_parser.print_usage(sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except AdsAuthError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # the reader went away (`adsauth list | head -1`): not a failure
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's advice: no error at exit
+        return 0
+    except KeyboardInterrupt:
+        print("error: interrupted (what was under way may have completed: `show` tells)", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the one place every failure becomes one line
+        if args.debug:
+            traceback.print_exc(file=sys.stderr)
+        print(f"error: {describe(exc)}", file=sys.stderr)
         return 1

@@ -11,11 +11,14 @@ import re
 import sys
 from datetime import date, datetime, timezone
 
-from adsauth.cli import IMPORT_FIELDS, UsageError, _profile_counts, _region, grant_text
+from adsauth.cli_commands import json_output, profile_counts, region_of
+from adsauth.cli_errors import UsageError
+from adsauth.cli_output import counts_text, emit_json, grant_doc, grant_text
 from adsauth.errors import AdsAuthError, GrantInvalid, InvalidRequest
 from adsauth.regions import Region
 from adsauth.settings import Settings
 
+IMPORT_FIELDS = ("name", "email", "region", "consented_on", "refresh_token")  # a row of `import --bulk`
 CONSENT_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 TOKEN_REFUSED = (
     "Login with Amazon refused this refresh token (invalid_grant): it expired, was revoked, "
@@ -68,8 +71,10 @@ def _import_one(name: str, email: str, region: Region, token: str, consented_at:
         raise AdsAuthError(f"importing failed ({type(exc).__name__}); run `list` to see whether it was recorded") from None
 
 
-def _counts_text(counts: dict[str, int], pending: tuple[str, ...]) -> str:
-    return ", ".join(f"{r} {counts[r]}{'*' if r in pending else ''}" for r in ("NA", "EU", "FE"))
+def _imported_doc(adv, counts: dict[str, int], pending) -> dict:
+    return {"advertiser_id": adv.advertiser_id, "name": adv.name, "region": adv.region.value,
+            "status": adv.status.value, "profile_counts": counts, "pending_regions": sorted(pending),
+            "grant": grant_doc(adv)}
 
 
 def run_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -79,18 +84,21 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
     if args.bulk:
         if any(value is not None for value in single.values()):
             raise UsageError("--bulk reads every row from standard input; leave out --name, --email, --region and --consented-on")
-        return _import_bulk(settings)
+        return _import_bulk(settings, as_json=json_output(args))
     missing = [flag for flag, value in single.items() if value is None]
     if missing:
         raise UsageError(f"import needs {', '.join(missing)} (or --bulk, with JSON lines on standard input)")
-    region = _region(args.region)
+    region = region_of(args.region)
     consented_at = _consent_epoch(args.consented_on, "--consented-on")
     adv, result = _import_one(args.name, args.email, region, _read_token(), consented_at)
     pending = result.regions_pending
+    counts = profile_counts(store(), adv.advertiser_id)
+    if json_output(args):
+        emit_json(_imported_doc(adv, counts, pending))
+        return 0
     print(f"advertiser:    {adv.advertiser_id} ({adv.name})")
     print(f"status:        {adv.status.value}")
-    print(f"profiles:      {_counts_text(_profile_counts(store(), adv.advertiser_id), pending)}"
-          + (" (* pending: retried by the refresher)" if pending else ""))
+    print(f"profiles:      {counts_text(counts, pending)}" + (" (* pending: retried by the refresher)" if pending else ""))
     print(f"grant expires: {grant_text(adv, settings, importing=True)}")
     return 0
 
@@ -111,13 +119,15 @@ def _bulk_row(line: str) -> tuple[str, str, Region, float | None, str]:
     if not all(isinstance(row[f], str) for f in IMPORT_FIELDS):
         raise InvalidRequest("every field must be a string")
     consented_at = _consent_epoch(row["consented_on"], "consented_on")
-    return row["name"], row["email"], _region(row["region"]), consented_at, row["refresh_token"].strip()
+    return row["name"], row["email"], region_of(row["region"]), consented_at, row["refresh_token"].strip()
 
 
-def _import_bulk(settings: Settings) -> int:
+def _import_bulk(settings: Settings, *, as_json: bool = False) -> int:
+    """One result line per row as it is imported (or, in JSON, one document at the end)."""
     from adsauth.wiring import store
 
     ok = failed = 0
+    rows: list[dict] = []
     imported: dict[str, int] = {}  # refresh token -> its row: the same grant is imported once
     for number, line in enumerate(sys.stdin, start=1):
         if not line.strip():
@@ -129,15 +139,25 @@ def _import_bulk(settings: Settings) -> int:
             adv, result = _import_one(name, email, region, token, consented_at)
         except AdsAuthError as exc:  # fixed messages only (see adsauth.errors)
             failed += 1
-            print(f"row {number}: error {exc}", flush=True)
+            rows.append({"row": number, "ok": False, "error": str(exc)})
+            if not as_json:
+                print(f"row {number}: error {exc}", flush=True)
             continue
         ok += 1
         imported[token] = number
-        counts = _counts_text(_profile_counts(store(), adv.advertiser_id), result.regions_pending)
-        print(f"row {number}: ok {adv.advertiser_id} {adv.status.value} ({counts}; "
-              f"grant expires {grant_text(adv, settings, importing=True)})", flush=True)
+        counts = profile_counts(store(), adv.advertiser_id)
+        rows.append({"row": number, "ok": True, **_imported_doc(adv, counts, result.regions_pending)})
+        if not as_json:
+            print(f"row {number}: ok {adv.advertiser_id} {adv.status.value} ({counts_text(counts, result.regions_pending)}; "
+                  f"grant expires {grant_text(adv, settings, importing=True)})", flush=True)
     if not ok + failed:
         raise UsageError("no rows on standard input: one JSON object a line with " + ", ".join(IMPORT_FIELDS))
-    again = "; correct the failed rows and import only those again" if failed else ""
-    print(f"{ok + failed} row{'s' if ok + failed != 1 else ''}: {ok} imported, {failed} failed{again}")
-    return 0 if not failed else 1
+    if as_json:
+        emit_json({"rows": rows, "imported": ok, "failed": failed})
+    else:
+        again = "; correct the failed rows and import only those again" if failed else ""
+        print(f"{ok + failed} row{'s' if ok + failed != 1 else ''}: {ok} imported, {failed} failed{again}")
+    if failed:
+        print(f"error: {failed} of {ok + failed} rows failed; the others were imported", file=sys.stderr)
+        return 1
+    return 0

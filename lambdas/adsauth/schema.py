@@ -9,6 +9,8 @@ Access patterns, none of them a scan:
 | advertiser by profile id                  | index byProfile: gsi1pk=PROFILE#<profileId>           |
 | advertisers whose token expires before T  | index byExpiry: due_pk=DUE#<shard>, due_sk < T (ISO)  |
 | all advertisers (ops listing)             | index byKind: kind_pk=ADVERTISER, kind_sk=<id>        |
+| all profiles (ops listing's counts)       | index byKind: kind_pk=PROFILE,                        |
+|                                           |   kind_sk=<advertiser id>#<region>#<profile id>       |
 | invitation by its token                   | pk=INVITE#<sha256(token)> sk=INVITE                   |
 | state by its value                        | pk=STATE#<sha256(state)>  sk=STATE                    |
 | pack by id (lease, members, size)         | pk=PACK#<id>           sk=PACK                        |

@@ -283,7 +283,8 @@ def test_the_ops_cli_reads_every_output_it_maps(cfn):
     exists, and the key reaches the CLI too (its ``refresh`` may create an access-token secret)."""
     from adsauth.cli import STACK_OUTPUTS
 
-    outputs = set(cfn["Outputs"]) | {"SesFromAddress"}  # only when ses_sender is set
+    # only when ses_sender, support_contact, footer_text are set
+    outputs = set(cfn["Outputs"]) | {"SesFromAddress", "SupportContact", "FooterText"}
     assert set(STACK_OUTPUTS) <= outputs, set(STACK_OUTPUTS) - outputs
     assert STACK_OUTPUTS["SecretsKeyArn"] == "SECRETS_KMS_KEY_ID"
 

@@ -36,9 +36,19 @@ def browser_opens(stack, link: str):
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     capsys.readouterr()  # what came before (the local functions' metrics lines) is not the command's
-    code = cli.main(list(argv))
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exited:  # argparse: a malformed command line (2), --help, --version (0)
+        code = exited.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def usage_error(err: str) -> str:
+    """The message of a usage error (exit 2): the command's usage, then one ``error:`` line."""
+    assert err.startswith("usage: adsauth "), err
+    assert "Traceback" not in err
+    return err.splitlines()[-1]
 
 
 def link_of(out: str) -> str:
@@ -173,21 +183,22 @@ def test_invite_sends_the_link_by_email_when_ses_is_configured(stack, capsys, mo
     monkeypatch.setitem(os.environ, "SES_FROM_ADDRESS", "ops@agency.example")
     wiring.reset()
     try:
-        code, out, _ = run(capsys, "invite", "--name", "Acme", "--email", "ads@acme.example")
+        code, out, err = run(capsys, "invite", "--name", "Acme", "--email", "ads@acme.example")
     finally:
         monkeypatch.delitem(os.environ, "SES_FROM_ADDRESS")
         wiring.reset()
     link_of(out)
-    assert code == 0 and "emailed to  ads@acme.example" in out
+    assert code == 0 and "emailed to  ads@acme.example" in out, err
     assert ses.get_send_quota()["SentLast24Hours"] == sent_before + 1
 
 
 def test_invitation_email_explains_what_the_advertiser_will_see():
     from tests.unit.fakes import make_settings
 
-    subject, body = cli.invitation_email(make_settings(OPERATOR_NAME="Example Agency"), "Acme", "https://x/connect/t", 1.8e9)
+    subject, body, html = cli.invitation_email(make_settings(OPERATOR_NAME="Example Agency"), "Acme", "https://x/connect/t", 1.8e9)
     assert "Example Agency" in subject and "Amazon Ads" in subject
     assert "Allow" in body and "https://x/connect/t" in body and "works once" in body
+    assert "https://x/connect/t" in html
 
 
 # --- helpers for the commands below -------------------------------------------------------------
@@ -325,7 +336,7 @@ def test_revoke_cause_must_be_a_fixed_code(stack, capsys, flow, cause):
     f.consent()
     f.callback()
     code, out, err = run(capsys, "revoke", f.advertiser_id, "--yes", "--cause", cause)
-    assert code == 2 and out == "" and err.startswith("error: --cause must be a code of a-z and _")
+    assert code == 2 and out == "" and usage_error(err).startswith("error: --cause must be a code of a-z and _")
     assert f.advertiser()["status"] == "connected" and refresh_secret(f.advertiser_id) in secret_names()
 
 
@@ -447,7 +458,7 @@ def test_import_of_a_revoked_token_is_refused_and_stores_nothing(stack, capsys, 
         ({"--consented-on": "2026-02-30"}, "token", 1, "--consented-on must be a date (YYYY-MM-DD) or unknown"),
         ({"--consented-on": "20260914"}, "token", 1, "--consented-on must be a date (YYYY-MM-DD) or unknown"),
         ({"--consented-on": "future"}, "token", 1, "the consent date is in the future"),
-        ({"--region": "XX"}, "token", 1, "region must be one of NA, EU, FE"),
+        ({"--region": "XX"}, "token", 2, "region must be one of NA, EU, FE"),
         ({"--email": "not-an-email"}, "token", 1, "email is not a valid address"),
         ({"--name": " "}, "token", 1, "name must be 1-200 printable characters"),
         ({}, "", 2, "no refresh token on standard input"),
@@ -464,7 +475,8 @@ def test_import_refuses_bad_input_and_stores_nothing(stack, capsys, monkeypatch,
     ids, secrets = advertiser_ids(), secret_names()
     got, out, err = run_import(capsys, monkeypatch, stdin.replace("token", token),
                                *[x for pair in values.items() for x in pair])
-    assert got == code and out == "" and err.startswith("error: ") and message in err
+    last = usage_error(err) if code == 2 else err.rstrip("\n")
+    assert got == code and out == "" and last.startswith("error: ") and message in last and "\n" not in last
     assert token not in err
     assert advertiser_ids() == ids and secret_names() == secrets
     assert stack.emulator.calls == []  # refused before Login with Amazon was asked
@@ -493,7 +505,7 @@ def test_import_flags_are_single_or_bulk(stack, capsys, monkeypatch, argv, messa
     stdin = io.StringIO(token + "\n")
     monkeypatch.setattr("sys.stdin", stdin)
     code, out, err = run(capsys, "import", *argv)
-    assert code == 2 and out == "" and err.startswith("error: ") and message in err
+    assert code == 2 and out == "" and usage_error(err).startswith("error: ") and message in err
     assert stdin.tell() == 0 and stack.emulator.calls == []  # nothing read, nothing asked
 
 
@@ -528,7 +540,7 @@ def test_bulk_import_reports_every_row_and_goes_past_bad_ones(stack, capsys, mon
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
     ids, secrets = advertiser_ids(), secret_names()
     code, out, err = run(capsys, "import", "--bulk")
-    assert code == 1 and err == ""
+    assert code == 1 and err == "error: 10 of 12 rows failed; the others were imported\n"
     for secret in (good, other, refused, "keep-this-private", "nobody-at-example", "last week", f"Bulk {tag}"):
         assert secret not in out
     results = out.splitlines()
@@ -565,7 +577,7 @@ def test_bulk_import_of_good_rows_exits_zero_and_of_nothing_is_an_error(stack, c
     assert code == 0 and out.splitlines()[-1] == "1 row: 1 imported, 0 failed" and token not in out + err
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     code, out, err = run(capsys, "import", "--bulk")
-    assert code == 2 and err.startswith("error: no rows on standard input")
+    assert code == 2 and usage_error(err).startswith("error: no rows on standard input")
 
 
 # --- list --expiring-within -----------------------------------------------------------------------
@@ -597,7 +609,8 @@ def test_list_expiring_within_shows_the_grants_ending_soonest_first(stack, capsy
 @pytest.mark.parametrize("days", ["0", "-5", "abc", "nan", "inf", ""])
 def test_list_expiring_within_rejects_a_bad_number_of_days(stack, capsys, days):
     code, out, err = run(capsys, "list", f"--expiring-within={days}")
-    assert (code, out) == (2, "") and err == "error: --expiring-within must be a number of days above 0, e.g. 30\n"
+    assert (code, out) == (2, "")
+    assert usage_error(err) == "error: --expiring-within must be a number of days above 0, e.g. 30"
 
 
 @pytest.fixture
@@ -612,7 +625,7 @@ def test_a_reconsent_started_by_the_refresher_shows_as_pending(stack, capsys, mo
     code, out, err = run_import(capsys, monkeypatch, new_token(stack, consented_at=consented), *identity(on=day(consented)))
     advertiser_id = advertiser_of(out)
     assert run(capsys, "refresh", advertiser_id)[0] == 0
-    remember(stack.sent_emails()[-1].body.split("/connect/", 1)[1].split()[0])
+    remember(stack.invitation_token(stack.sent_emails()[-1]))
     code, out, _ = run(capsys, "show", advertiser_id)
     assert {"status:        connected", "generation:    2", "re-consent:    pending since lead 30 days"} <= set(out.splitlines())
     assert line_of(out, "invitation:").startswith("invitation:    open until") and out.count("(reconsent)") == 1

@@ -60,7 +60,7 @@ def refreshes(stack) -> int:
 
 def migrate(capsys, to: str) -> tuple[int, str, str]:
     capsys.readouterr()  # what came before is not the command's
-    code = cli.main(["migrate-layout", "--to", to, "--pack-size", str(PACK_SIZE)])
+    code = cli.main(["migrate-layout", "--to", to, "--pack-size", str(PACK_SIZE), "--yes"])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -5,12 +5,13 @@ transition whose condition fails changes nothing and returns False (or raises
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from adsauth import schema
 from adsauth.adapters.dynamo import (
     DUE_NAMES,
     Conflict,
+    advertiser_from_item,
     advertiser_item,
     expiry_shard,
     generation_condition,
@@ -30,12 +31,31 @@ from adsauth.models import (
 )
 from adsauth.regions import Region
 
+ADVERTISER_PAGE_SIZE = 500  # advertisers per query of the ops listing (the 1 MB page limit binds first)
+
+
 def grant_key_item(grant_key: str) -> dict[str, str]:
     return {schema.PK: f"GRANT#{grant_key}", schema.SK: "GRANT"}
 
 
 ATTEMPT_VALUES = {f":st{i}": s.value for i, s in enumerate(sorted(ATTEMPT_STATUSES, key=lambda s: s.value))}
 ATTEMPT_CONDITION = "#s IN (" + ", ".join(ATTEMPT_VALUES) + ")"
+
+
+class AdvertiserPages:
+    def advertiser_pages(self, page_size: int | None = None) -> Iterator[list[Advertiser]]:
+        """Every advertiser by id, one ``byKind`` query page at a time (``list_advertisers`` holds
+        them all before returning; the ops listing shows progress and filters as it reads)."""
+        from boto3.dynamodb.conditions import Key
+
+        kwargs = {"IndexName": schema.KIND_INDEX, "Limit": page_size or ADVERTISER_PAGE_SIZE,
+                  "KeyConditionExpression": Key(schema.KIND_INDEX_PK).eq(schema.ADVERTISER_KIND)}
+        while True:
+            page = self.table.query(**kwargs)
+            yield [advertiser_from_item(item) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 class AdvertiserTransitions:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
 
 from boto3.dynamodb.conditions import Key
 
@@ -12,6 +14,9 @@ from adsauth.models import Profile
 from adsauth.regions import Region
 
 PROFILE_CHANGES_PER_TRANSACTION = 99  # and the event: DynamoDB takes 100 items per transaction
+# profile items sit in the byKind index too (kind_sk = <advertiser>#<region>#<profile id>): the ops
+# listing counts every advertiser's profiles with one paginated query, not one per advertiser
+PROFILE_KIND = "PROFILE"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class ProfileItems:
             **schema.profile_key(advertiser_id, p.region.value, p.profile_id),
             "type": "profile",
             schema.PROFILE_INDEX_PK: f"PROFILE#{p.profile_id}",
+            schema.KIND_INDEX_PK: PROFILE_KIND,
+            schema.KIND_INDEX_SK: f"{advertiser_id}#{p.region.value}#{p.profile_id}",
             "advertiser_id": advertiser_id,
             "profile_id": p.profile_id,
             "region": p.region.value,
@@ -94,6 +101,32 @@ class ProfileItems:
             & Key(schema.SK).begins_with("PROFILE#")
         )
         return [self._profile(item) for item in items]
+
+    def active_profile_counts(self, on_page: Callable[[int], None] | None = None) -> dict[str, dict[str, int]]:
+        """Active profiles per advertiser and region, ``{advertiser_id: {"NA": 2, …}}``, read from
+        the ``byKind`` index page by page (``on_page``: profiles read so far). A profile item
+        written before it carried the index attributes is counted once it is listed again (the
+        refresher lists a connected advertiser's profiles daily)."""
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: {r.value: 0 for r in Region})
+        kwargs = {
+            "IndexName": schema.KIND_INDEX,
+            "KeyConditionExpression": Key(schema.KIND_INDEX_PK).eq(PROFILE_KIND),
+            "ProjectionExpression": "advertiser_id, #r, #s",
+            "ExpressionAttributeNames": {"#r": "region", "#s": "status"},
+        }
+        read = 0
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                mine = counts[item["advertiser_id"]]  # listed, even with no active profile left
+                if item.get("status", "active") == "active":
+                    mine[item["region"]] += 1
+            read += len(page.get("Items", []))
+            if on_page is not None:
+                on_page(read)
+            if "LastEvaluatedKey" not in page:
+                return dict(counts)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def advertiser_by_profile(self, profile_id: int) -> str | None:
         items = self.query_all(
