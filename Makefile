@@ -4,21 +4,26 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: venv test demo local synth node-version schema unit integration infra e2e browser iam-simulator clean bench
 
 venv: $(STAMP)
-	@# put this checkout (infra, local) and its lambdas/ (the adsauth package) on the venv's path;
-	@# written on every run so the venv always serves the checkout it sits in
-	@$(PY) -c 'import site,sys; open(site.getsitepackages()[0]+"/adsauth-repo.pth","w").write("\n".join(sys.argv[1:])+"\n")' "$(CURDIR)" "$(CURDIR)/lambdas"
+	@# put this checkout's root (infra, local, bench, tests) on the venv's path; written on every
+	@# run so the venv always serves the checkout it sits in
+	@$(PY) -c 'import site,sys; open(site.getsitepackages()[0]+"/adsauth-repo.pth","w").write("\n".join(sys.argv[1:])+"\n")' "$(CURDIR)"
+	@# the adsauth package is installed as users install it (pyproject.toml: the `adsauth` command,
+	@# its metadata), editable; again when it serves another checkout (offline: no build isolation)
+	@$(PY) -c 'import adsauth,sys; sys.exit(adsauth.__file__ != sys.argv[1])' "$(CURDIR)/lambdas/adsauth/__init__.py" 2>/dev/null \
+	  || $(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "installing pinned packages into $(VENV) ..." >&2
+	@echo "installing pinned packages and adsauth (editable) into $(VENV) ..." >&2
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -60,17 +60,46 @@ def http_client() -> HttpClient:
 
 
 def client_credentials(settings: Settings | None = None) -> ClientCredentials:
-    """The LwA client from Secrets Manager, cached in memory by Powertools parameters."""
-    from aws_lambda_powertools.utilities import parameters
-
+    """The LwA client from Secrets Manager, cached in memory for ``CLIENT_SECRET_MAX_AGE``: by
+    Powertools parameters in the functions, by ``_get_secret_json`` where Powertools is not
+    installed (the ``adsauth`` command needs only boto3)."""
     from adsauth.adapters.lwa import parse_client_secret
 
     s = settings or get_settings()
     try:
-        value = parameters.get_secret(s.client_secret_name, transform="json", max_age=CLIENT_SECRET_MAX_AGE)
-    except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError):
-        raise ClientMisconfigured() from None
+        from aws_lambda_powertools.utilities import parameters
+    except ImportError:
+        value = _get_secret_json(s.client_secret_name)
+    else:
+        try:
+            value = parameters.get_secret(s.client_secret_name, transform="json", max_age=CLIENT_SECRET_MAX_AGE)
+        except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError):
+            raise ClientMisconfigured() from None
     return parse_client_secret(value, s.client_id)
+
+
+# name -> (monotonic time fetched, parsed value); what Powertools' cache holds, without Powertools
+_secret_cache: dict[str, tuple[float, object]] = {}
+
+
+def _get_secret_json(name: str) -> object:
+    """``parameters.get_secret(name, transform="json", max_age=CLIENT_SECRET_MAX_AGE)`` in plain
+    boto3, with its error mapping: any failure to read or parse is ClientMisconfigured (never
+    chained: a parse error could quote the value), and failures are not cached."""
+    import json
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    cached = _secret_cache.get(name)
+    if cached is not None and time.monotonic() - cached[0] < CLIENT_SECRET_MAX_AGE:
+        return cached[1]
+    try:
+        answer = boto3_session().client("secretsmanager").get_secret_value(SecretId=name)
+        value = json.loads(answer["SecretString"] if "SecretString" in answer else answer["SecretBinary"])
+    except (BotoCoreError, ClientError, KeyError, ValueError):  # ValueError: JSON and UTF-8 errors
+        raise ClientMisconfigured() from None
+    _secret_cache[name] = (time.monotonic(), value)
+    return value
 
 
 @lru_cache(maxsize=1)
@@ -151,9 +180,7 @@ def refresher() -> Refresher:
     if s.alert_topic_arn:
         notifier = SnsNotifier(client=boto3_session().client("sns"), topic_arn=s.alert_topic_arn)
     else:
-        from aws_lambda_powertools import Logger
-
-        notifier = LogNotifier(Logger(service="adsauth"))
+        notifier = LogNotifier(_alert_logger())
     queue = SqsRefreshQueue(client=boto3_session().client("sqs"), queue_url=s.refresh_queue_url) if s.refresh_queue_url else None
     return Refresher(
         settings=s, store=store(), vault=vault(), lwa=lwa_client(), ads=ads_client(),
@@ -161,9 +188,29 @@ def refresher() -> Refresher:
     )
 
 
+def _alert_logger():
+    """Powertools' structured Logger in the functions; where Powertools is not installed (the
+    ``adsauth`` command), the standard library's, with the alert's fields in the message, which
+    a plain handler would otherwise drop."""
+    try:
+        from aws_lambda_powertools import Logger
+    except ImportError:
+        import json
+        import logging
+
+        class FieldsInMessage(logging.LoggerAdapter):
+            def process(self, msg, kwargs):
+                fields = kwargs.get("extra")
+                return (f"{msg} {json.dumps(fields, default=str)}" if fields else msg), kwargs
+
+        return FieldsInMessage(logging.getLogger("adsauth"), {})
+    return Logger(service="adsauth")
+
+
 def reset() -> None:
     """Forget every cached adapter (tests that change the environment call this)."""
     for factory in (boto3_session, table, http_client, lwa_client, ads_client, store, vault, publisher, mailer,
                     onboarding, refresher):
         factory.cache_clear()
+    _secret_cache.clear()
     get_settings.cache_clear()
