@@ -6,6 +6,9 @@ One HTTP server on 127.0.0.1 serves all three regions as path prefixes (``/na``,
     POST /{r}/ap/oa/consent    the consent form: Allow -> ?code=..., Cancel -> ?error=access_denied
     POST /{r}/auth/o2/token    authorization_code and refresh_token grants (RFC 6749)
     GET  /{r}/v2/profiles      the Ads API profiles of the token's user in region r
+    POST /{r}/sp/campaigns/list  Sponsored Products campaigns (v3) of the profile named by the
+                               Amazon-Advertising-API-Scope header, which must be the token
+                               user's profile in region r
 
 It keeps the rules the broker must cope with: exact redirect_uri matching, PKCE, codes that expire
 after five minutes and work once (a replay revokes the grant), codes redeemable only at the token
@@ -54,7 +57,7 @@ DEFAULT_USER = "demo-user"
 CODE_TTL_SECONDS = 300
 ACCESS_TOKEN_TTL_SECONDS = 3600
 MAX_BODY_BYTES = 64 * 1024
-FAULT_ENDPOINTS = frozenset({"authorize", "token", "profiles"})
+FAULT_ENDPOINTS = frozenset({"authorize", "token", "profiles", "campaigns"})
 FAULT_MODES = frozenset({"latency", "429", "5xx", "timeout", "late", "reset", "refuse"})
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")  # what ``refuse`` sends: a §5.2 code, or any other one (unknown codes)
 REVOKED = "User may have revoked or didn't grant the permission"
@@ -62,13 +65,17 @@ NOT_AUTHORIZED = "Not authorized to access this advertiser"
 PROFILE_TYPES = frozenset({"seller", "vendor", "agency"})
 
 _PKCE_VALUE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
-_ROUTE = re.compile(r"/(na|eu|fe)(/ap/oa|/ap/oa/consent|/auth/o2/token|/v2/profiles)")
+_ROUTE = re.compile(r"/(na|eu|fe)(/ap/oa|/ap/oa/consent|/auth/o2/token|/v2/profiles|/sp/campaigns/list)")
 _ROUTES = {  # path suffix -> (endpoint name, method)
     "/ap/oa": ("authorize", "GET"),
     "/ap/oa/consent": ("consent", "POST"),
     "/auth/o2/token": ("token", "POST"),
     "/v2/profiles": ("profiles", "GET"),
+    "/sp/campaigns/list": ("campaigns", "POST"),
 }
+SP_CAMPAIGN_MEDIA_TYPE = "application/vnd.spCampaign.v3+json"
+CAMPAIGN_STATES = frozenset({"ENABLED", "PAUSED", "ARCHIVED"})
+NOT_AUTHORIZED_SCOPE = "Not authorized to access scope {scope}"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PAGE_HEADERS = {
     **_NO_STORE,
@@ -347,6 +354,26 @@ class Emulator:
                 grant.consented_at = consented_at
             return self._issue_tokens(grant, None)["refresh_token"]
 
+    def expire_access_token(self, token: str) -> None:
+        """End an access token now, as if its hour were over (its grant stays valid)."""
+        with self._lock:
+            entry = self._access_tokens.get(token)
+            if entry is not None:
+                self._access_tokens[token] = (entry[0], min(entry[1], self.clock()))
+
+    @staticmethod
+    def campaigns_of(profile: dict) -> list[dict]:
+        """The Sponsored Products campaigns an emulated profile has: one running, one paused."""
+        profile_id, name = profile["profileId"], profile.get("accountInfo", {}).get("name", "")
+        return [
+            {"campaignId": f"{profile_id}01", "name": f"{name} - Always on", "state": "ENABLED",
+             "targetingType": "AUTO", "startDate": "2026-01-01",
+             "budget": {"budgetType": "DAILY", "budget": 50.0}},
+            {"campaignId": f"{profile_id}02", "name": f"{name} - Seasonal", "state": "PAUSED",
+             "targetingType": "MANUAL", "startDate": "2026-03-01",
+             "budget": {"budgetType": "DAILY", "budget": 20.0}},
+        ]
+
     def access_token_info(self, token: str) -> dict | None:
         with self._lock:
             entry = self._access_tokens.get(token)
@@ -547,7 +574,10 @@ class Emulator:
             answer["refresh_token_expires_in"] = int(grant.consented_at + self.grant_lifetime_seconds - self.clock())
         return answer
 
-    def _profiles(self, h: "_Handler", region: str, query: dict, repeated: set[str]) -> None:
+    def _callers_profiles(self, h: "_Handler", region: str) -> list[dict]:
+        """The profiles in ``region`` of the user whose access token the request carries, after
+        the checks the Ads API makes on every call: a valid bearer token (401), the client id
+        header (400 without, 401 another client's)."""
         scheme, _, token = (h.headers.get("Authorization") or "").partition(" ")
         with self._lock:
             entry = self._access_tokens.get(token.strip()) if scheme.lower() == "bearer" else None
@@ -560,6 +590,10 @@ class Emulator:
             raise _ads_error(400, "BAD_REQUEST", "The Amazon-Advertising-API-ClientId header is required")
         if client_id != grant.client_id:
             raise _ads_error(401, "UNAUTHORIZED", NOT_AUTHORIZED)
+        return profiles
+
+    def _profiles(self, h: "_Handler", region: str, query: dict, repeated: set[str]) -> None:
+        profiles = self._callers_profiles(h, region)
         if query.get("profileTypeFilter"):
             kinds = {k.strip().lower() for k in query["profileTypeFilter"].split(",") if k.strip()}
             if not kinds <= PROFILE_TYPES:
@@ -570,6 +604,32 @@ class Emulator:
             profiles = [p for p in profiles if p.get("accountInfo", {}).get("validPaymentMethod") is wanted]
         # accessLevel and apiProgram are accepted: every emulated profile grants full access
         h.send_json(200, profiles)
+
+    def _campaigns(self, h: "_Handler", region: str, body: object, repeated: set[str]) -> None:
+        """``POST /sp/campaigns/list`` with the headers the Ads API checks: a valid bearer token,
+        the client id it was issued to, and a scope that is one of its user's profiles in this
+        region. Filters: ``stateFilter.include``; ``maxResults``/``nextToken`` are accepted (one
+        page holds everything)."""
+        profiles = self._callers_profiles(h, region)
+        scope = (h.headers.get("Amazon-Advertising-API-Scope") or "").strip()
+        if not scope:
+            raise _ads_error(400, "BAD_REQUEST", "The Amazon-Advertising-API-Scope header is required")
+        profile = next((p for p in profiles if str(p["profileId"]) == scope), None)
+        if profile is None:  # not a number, another user's profile, or one of another region
+            raise _ads_error(401, "UNAUTHORIZED", NOT_AUTHORIZED_SCOPE.format(scope=scope[:32]))
+        content_type = (h.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != SP_CAMPAIGN_MEDIA_TYPE.lower():  # media types are case-insensitive
+            raise _ads_error(415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be {SP_CAMPAIGN_MEDIA_TYPE}")
+        if not isinstance(body, dict):
+            raise _ads_error(400, "BAD_REQUEST", "The request body must be a JSON object")
+        campaigns = self.campaigns_of(profile)
+        states = (body.get("stateFilter") or {}).get("include") if isinstance(body.get("stateFilter"), dict) else None
+        if states is not None:
+            if not isinstance(states, list) or not {str(s).upper() for s in states} <= CAMPAIGN_STATES:
+                raise _ads_error(400, "BAD_REQUEST", "stateFilter.include must list ENABLED, PAUSED or ARCHIVED")
+            campaigns = [c for c in campaigns if c["state"] in {str(s).upper() for s in states}]
+        h.send_body(200, json.dumps({"campaigns": campaigns, "totalResults": len(campaigns)}).encode("utf-8"),
+                    SP_CAMPAIGN_MEDIA_TYPE)
 
 
 class _Server(ThreadingHTTPServer):
@@ -659,7 +719,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     # ---- dispatch -----------------------------------------------------------------------------
-    def _read_form(self) -> tuple[dict[str, str], set[str]]:
+    def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding"):
             raise _BadInput("chunked bodies are not supported")
         try:
@@ -668,11 +728,22 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BadInput("bad Content-Length") from None
         if length < 0 or length > MAX_BODY_BYTES:
             raise _BadInput("body too large")
-        raw = self.rfile.read(length)
+        return self.rfile.read(length)
+
+    def _read_form(self) -> tuple[dict[str, str], set[str]]:
+        raw = self._read_body()
         try:
             return _parse_form(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise _BadInput("body is not UTF-8") from None
+
+    def _read_json(self) -> object:
+        """A JSON body (the Ads API's v3 endpoints); an empty body is an empty object."""
+        raw = self._read_body()
+        try:
+            return json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        except ValueError:  # includes UnicodeDecodeError
+            raise _BadInput("body is not JSON") from None
 
     def _dispatch(self) -> None:
         emu, url = self.emulator, urlsplit(self.path)
@@ -687,7 +758,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if self.command != method:
                     self.close_connection = True  # any body is left unread
                     raise _ads_error(405, "METHOD_NOT_ALLOWED", "Method not allowed", {"Allow": method})
-                params, repeated = self._read_form() if method == "POST" else _parse_form(url.query)
+                if endpoint == "campaigns":
+                    params, repeated = self._read_json(), set()
+                else:
+                    params, repeated = self._read_form() if method == "POST" else _parse_form(url.query)
             except _BadInput as exc:
                 self.close_connection = True
                 if endpoint in ("authorize", "consent"):
