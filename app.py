@@ -2,7 +2,8 @@
 """CDK app: reads the ``adsauth`` context from cdk.json and synthesizes the AdsAuth stack.
 
 ``-c example_consumer=true`` also synthesizes ``AdsAuthExampleConsumer`` (infra/consumer_example.py),
-a downstream function granted through ``AdsAuthStack.grant_read_tokens``.
+a downstream function granted the way another CDK app grants one: ``adsauth.cdk.AdsAuthTokens``,
+from the coordinates the AdsAuth stack publishes in SSM (deployed after it; no export).
 """
 
 from __future__ import annotations

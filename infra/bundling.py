@@ -1,12 +1,10 @@
 """Docker-free asset bundling: each function's asset holds only the modules its handler imports.
 
-The deployed code is the ``adsauth`` package, but no function needs all of it. ``modules_for``
-reads the package's import statements (``ast``, nothing is executed) and follows them from a
-handler's module: every ``adsauth`` module it imports, at module level or inside a function
-(wiring imports some adapters lazily), transitively, plus the ``__init__.py`` of each package on
-the way. That is a superset of what the handler can ever import, so nothing is missing at run
-time; and the connect function does not ship the refresher, the worker does not ship the pages,
-no function ships the downstream client or the ops CLI.
+The deployed code is the ``adsauth`` package, but no function needs all of it. The closure finder
+and the copying bundler live in ``adsauth.cdk.bundling`` (the same code builds the client layer of
+``adsauth.cdk.AdsAuthTokens`` in other CDK apps); here they are pointed at this checkout's
+``lambdas/``. The connect function does not ship the refresher, the worker does not ship the
+pages, no function ships the downstream client, the ops CLI or the CDK code.
 
 No dependency is bundled: Powertools (with pydantic and the X-Ray SDK) comes from the AWS-managed
 layer, boto3 from the runtime. Copying is all bundling has to do, so it runs locally and synth
@@ -15,133 +13,41 @@ needs no Docker.
 
 from __future__ import annotations
 
-import ast
-import shutil
-from functools import lru_cache
 from pathlib import Path
 
-import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from adsauth.cdk import bundling as _bundling
+from adsauth.cdk.bundling import CLIENT_MODULE, LAYER_MODULE, PACKAGE, modules_asset
 from aws_cdk import aws_lambda as lambda_
 
-PACKAGE = "adsauth"
-CLIENT_MODULE = "adsauth.client"  # what downstream functions import from the client layer
+__all__ = [
+    "CLIENT_MODULE",
+    "LAMBDAS_DIR",
+    "PACKAGE",
+    "LocalBundler",
+    "client_layer_code",
+    "function_code",
+    "modules_for",
+]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
 
 
-def _module_file(source_dir: Path, module: str) -> Path | None:
-    base = source_dir.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imports(path: Path, module: str) -> set[str]:
-    """Every module name an ``import`` or ``from … import`` in the file may refer to."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against this module's package
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                origin = f"{base}.{node.module}" if node.module else base
-            else:
-                origin = node.module or ""
-            names.add(origin)
-            # ``from adsauth import schema`` imports the module adsauth.schema
-            names.update(f"{origin}.{alias.name}" for alias in node.names)
-    return names
-
-
-@lru_cache(maxsize=None)
-def _closure(source_dir: Path, root: str) -> frozenset[str]:
-    seen: set[str] = set()
-    pending = [root]
-    while pending:
-        module = pending.pop()
-        if module in seen or not module.startswith(PACKAGE):
-            continue
-        path = _module_file(source_dir, module)
-        if path is None:  # an attribute imported from a module (``from x import name``)
-            continue
-        seen.add(module)
-        pending.extend(_imports(path, module))
-        parent = module.rpartition(".")[0]
-        if parent:
-            pending.append(parent)  # its package's __init__.py runs first
-    return frozenset(seen)
-
-
+# This app bundles from its checkout, whichever copy of the package the interpreter imports.
 def modules_for(entry: str, source_dir: Path = LAMBDAS_DIR) -> list[str]:
-    """The package-relative files (``adsauth/…/x.py``) that ``entry`` (a module, or a handler
-    ``module.function``) needs, sorted."""
-    source_dir = Path(source_dir).resolve()
-    module = entry
-    if _module_file(source_dir, module) is None:  # a handler: strip the function name
-        module = entry.rpartition(".")[0]
-    if _module_file(source_dir, module) is None:
-        raise ValueError(f"{entry}: no module {module} under {source_dir}")
-    files = set()
-    for name in _closure(source_dir, module):
-        path = _module_file(source_dir, name)
-        assert path is not None
-        files.add(path.relative_to(source_dir).as_posix())
-    return sorted(files)
+    return _bundling.modules_for(entry, source_dir)
 
 
-def _docker_command(files: list[str], into: str) -> list[str]:
-    """Only used if local bundling ever declines; it copies the same files as LocalBundler. It
-    also makes each asset's bundling options (and so its cache key) differ by content."""
-    target = f"/asset-output/{into}".rstrip("/")
-    copies = " && ".join(f"install -D -m 644 /asset-input/{f} {target}/{f}" for f in files)
-    return ["bash", "-c", copies]
-
-
-@jsii.implements(ILocalBundling)
-class LocalBundler:
-    """Copies ``files`` (paths relative to ``source_dir``) into the asset output, under ``into``."""
-
+class LocalBundler(_bundling.LocalBundler):
     def __init__(self, files: list[str], source_dir: Path = LAMBDAS_DIR, into: str = ""):
-        self.files = list(files)
-        self.source_dir = Path(source_dir).resolve()
-        self.into = into
-
-    # jsii passes the bundling options positionally, as one struct.
-    def try_bundle(self, output_dir: str, options) -> bool:  # noqa: ARG002
-        for name in self.files:
-            target = Path(output_dir) / self.into / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.source_dir / name, target)
-        return True
+        super().__init__(files, source_dir, into)
 
 
 def function_code(handler: str, source_dir: Path = LAMBDAS_DIR) -> lambda_.Code:
-    """The asset of one function: the modules its handler needs, nothing else.
-
-    The hash is taken from the bundled output, so a function is redeployed exactly when the files
-    it ships change (not when an unrelated module or a test run's ``__pycache__`` does).
-    """
-    return _asset(modules_for(handler, source_dir), source_dir, into="")
+    """The asset of one function: the modules its handler needs, nothing else."""
+    return modules_asset(modules_for(handler, source_dir), source_dir, into="")
 
 
 def client_layer_code(source_dir: Path = LAMBDAS_DIR) -> lambda_.Code:
-    """``adsauth.client`` and what it imports, as a Lambda layer (under ``python/``, which the
-    runtime puts on ``sys.path``), for downstream functions that ``from adsauth.client import``."""
-    return _asset(modules_for(CLIENT_MODULE, source_dir), source_dir, into="python")
-
-
-def _asset(files: list[str], source_dir: Path, *, into: str) -> lambda_.Code:
-    return lambda_.Code.from_asset(
-        str(source_dir),
-        asset_hash_type=AssetHashType.OUTPUT,
-        bundling=BundlingOptions(
-            image=DockerImage.from_registry("unused"),
-            local=LocalBundler(files, source_dir, into=into),
-            command=_docker_command(files, into),
-        ),
-    )
+    """``adsauth.client`` and what it imports, under ``python/``, from this checkout."""
+    return modules_asset(modules_for(LAYER_MODULE, source_dir), source_dir, into="python")

@@ -1,23 +1,28 @@
-"""An example downstream stack: one function that reads an access token and calls the Ads API.
+"""An example downstream stack, built the way another CDK app builds one: one function that reads
+an access token and calls the Ads API.
 
 Not deployed by default. ``cdk synth -c example_consumer=true`` (or ``deploy``) adds it to the app
-as ``AdsAuthExampleConsumer``. It shows the two things a downstream team needs:
+as ``AdsAuthExampleConsumer``. The adsauth part is what any app with ``pip install 'adsauth[cdk]'``
+writes, two lines:
 
-- the ``adsauth`` package as a layer (``infra.bundling.client_layer_code``: the same bundling as
-  our functions, under ``python/``), so the handler can ``from adsauth.client import ...``;
-- ``AdsAuthStack.grant_read_tokens(fn)``: read access to access tokens and the table, nothing else.
+- ``AdsAuthTokens.from_stack(self, "AdsAuthTokens", stack_name=...)``: the deployed stack's
+  coordinates, read from its SSM parameters at deploy time (no CloudFormation export, so the
+  adsauth stack stays free to change and to be replaced);
+- ``tokens.grant_read_tokens(fn)``: read access to access tokens and the table, nothing else, the
+  ``ADSAUTH_*`` variables and the ``adsauth.client`` layer.
+
+The function itself is this repository's factory (own log group, X-Ray, a role with no managed
+policy); any ``lambda_.Function`` will do.
 """
 
 from __future__ import annotations
 
-from aws_cdk import CrossStackReferences, Duration, ReferenceStrength, Stack
+from adsauth.cdk import AdsAuthTokens
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.bundling import client_layer_code
-from infra.constants import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME
 from infra.functions import AdsAuthFunction
-from infra.stack import AdsAuthStack
 
 CONTEXT_FLAG = "example_consumer"
 
@@ -35,29 +40,26 @@ def handler(event, context):
 
 
 class ExampleConsumerStack(Stack):
+    """``adsauth``: the adsauth stack's name, or the stack itself when both are in one app (then
+    this stack is deployed after it: an ordering only, nothing is exported)."""
+
     def __init__(
-        self, scope: Construct, construct_id: str, *, adsauth: AdsAuthStack, **kwargs
+        self, scope: Construct, construct_id: str, *, adsauth: Stack | str = "AdsAuth", **kwargs
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        # Exports/imports, as always: CloudFormation then refuses to remove the table's export
-        # while this stack uses it.
-        CrossStackReferences.of(self).consume(ReferenceStrength.STRONG)
-        self.client_layer = lambda_.LayerVersion(
-            self,
-            "AdsAuthClient",
-            description="adsauth client package (from adsauth.client import get_access_token)",
-            code=client_layer_code(),
-            compatible_runtimes=[LAMBDA_RUNTIME],
-            compatible_architectures=[LAMBDA_ARCHITECTURE],
-        )
+        if isinstance(adsauth, Stack):
+            self.add_stack_dependency(adsauth, reason="reads the coordinates the adsauth stack publishes in SSM")
+            adsauth = adsauth.stack_name
+        self.tokens = AdsAuthTokens.from_stack(self, "AdsAuthTokens", stack_name=adsauth)
         self.function = AdsAuthFunction(
             self,
             "Consumer",
             handler="index.handler",
             description="adsauth example consumer: list profiles with a brokered access token",
             code=lambda_.Code.from_inline(HANDLER_SOURCE),
-            layers=[self.client_layer],
-            environment={},  # grant_read_tokens adds the ADSAUTH_* variables
+            layers=[],  # grant_read_tokens adds the client layer
+            environment={},  # and the ADSAUTH_* variables
             timeout=Duration.seconds(30),
         ).function
-        adsauth.grant_read_tokens(self.function)
+        self.tokens.grant_read_tokens(self.function)
+        self.client_layer = self.tokens.client_layer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from adsauth.cdk.coordinates import TokenCoordinates, publish_coordinates
+from adsauth.cdk.tokens import client_environment
 from aws_cdk import Annotations, CfnOutput, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -60,6 +62,7 @@ class AdsAuthStack(Stack):
         self.rest_api = self.api.rest_api
 
         self._outputs()
+        self._publish_coordinates()
         if config.is_placeholder_client:
             Annotations.of(self).add_warning_v2(
                 "adsauth:placeholder-client-id",
@@ -79,10 +82,21 @@ class AdsAuthStack(Stack):
         """
         grant = self.storage.grant_read_tokens(grantee)
         if isinstance(grantee, lambda_.Function):
-            grantee.add_environment("ADSAUTH_TABLE_NAME", self.table.table_name)
-            grantee.add_environment("ADSAUTH_SECRET_PREFIX", self.storage.secret_prefix)
-            grantee.add_environment("ADSAUTH_LWA_CLIENT_ID", self.config.client_id)
+            for name, value in client_environment(self.coordinates).items():
+                grantee.add_environment(name, value)
         return grant
+
+    @property
+    def coordinates(self) -> TokenCoordinates:
+        """What token readers need (``adsauth.cdk.TokenCoordinates``), as references."""
+        return self.storage.token_coordinates(
+            client_id=self.config.client_id, token_layout=self.config.token_layout
+        )
+
+    def _publish_coordinates(self) -> None:
+        """The coordinates as SSM parameters ``/adsauth/<stack>/…``, which
+        ``adsauth.cdk.AdsAuthTokens.from_stack`` reads in other CDK apps: no export to hold."""
+        publish_coordinates(self, "Coordinates", self.coordinates)
 
     def _outputs(self) -> None:
         """What ops need after a deploy. The ops CLI (``adsauth --stack``) reads these names, so
@@ -104,6 +118,7 @@ class AdsAuthStack(Stack):
                 "Put the LwA client {client_id, client_secret} here with put-secret-value",
             ),
             "SecretPrefix": (self.storage.secret_prefix, "Prefix of the per-advertiser token secrets"),
+            "OperatorName": (config.operator_name, "Name shown to advertisers on every page and e-mail"),
             "AllowedRegions": (",".join(config.allowed_regions), "Regions an invitation may name"),
             "InvitationTtlSeconds": (str(config.invitation_ttl_seconds), "Invitation lifetime"),
             "AlertTopicArn": (
@@ -153,8 +168,12 @@ class AdsAuthStack(Stack):
                 f"Address the ops CLI and the refresh worker send e-mail from (SES identity "
                 f"{config.ses_sender})",
             )
-        if config.operator_name:
-            outputs["OperatorName"] = (config.operator_name, "Name shown to advertisers")
+        if config.support_contact:
+            outputs["SupportContact"] = (
+                config.support_contact, "Contact shown to advertisers on every page and e-mail"
+            )
+        if config.footer_text:
+            outputs["FooterText"] = (config.footer_text, "Footer line of every page and e-mail")
         if self.api.firewall is not None:
             outputs["WebAclArn"] = (self.api.firewall.web_acl.attr_arn, "WAF web ACL of the API stage")
         if self.api.domain is not None:

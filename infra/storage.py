@@ -46,7 +46,14 @@ import json
 from typing import Mapping, Sequence
 
 from adsauth import schema
-from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from adsauth.cdk.coordinates import TokenCoordinates
+from adsauth.cdk.grants import (
+    KMS_READ_ACTIONS,
+    SECRET_ARN_CONTEXT,
+    grant_token_reads,
+    secret_arn_pattern,
+)
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -88,9 +95,9 @@ REFRESH_SECRET_READ_WRITE_ACTIONS = (
 # (PutSecretValue). The exchange path creates that secret; the refresher never creates one, nor
 # reads one.
 ACCESS_SECRET_WRITE_ACTIONS = ("secretsmanager:PutSecretValue",)
-# Downstream: read an access token and find the advertiser of a profile. Nothing else.
-TOKEN_READ_SECRET_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
-TOKEN_READ_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
+# Downstream (read an access token, find the advertiser of a profile; nothing else):
+# TOKEN_READ_SECRET_ACTIONS, TOKEN_READ_TABLE_ACTIONS in adsauth.cdk.grants, shared with
+# AdsAuthTokens in other apps.
 # The exchange path puts the "only these readers" resource policy on each refresh-token secret.
 REFRESH_SECRET_POLICY_ACTIONS = ("secretsmanager:PutResourcePolicy",)
 # What the resource policies deny to everyone but the readers.
@@ -100,7 +107,6 @@ PROTECTED_SECRET_ACTIONS = ("secretsmanager:GetSecretValue",)
 # Decrypt when it is read (writers get Decrypt too: with kms:ViaService it is only usable through
 # GetSecretValue, which IAM and the resource policies govern).
 KMS_WRITE_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
-KMS_READ_ACTIONS = ("kms:Decrypt",)
 # The account administers the key (break glass included: an administrator may rewrite the policy),
 # but no statement lets anyone create grants or use the key outside Secrets Manager.
 KEY_ADMIN_ACTIONS = (
@@ -129,7 +135,6 @@ KEY_ADMIN_ACTIONS = (
     "kms:UpdateKeyDescription",
 )
 KEY_USE_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
-SECRET_ARN_CONTEXT = "kms:EncryptionContext:SecretARN"
 
 
 
@@ -272,7 +277,7 @@ class Storage(Construct):
             pending_window=Duration.days(30),
             policy=policy,
             # Retained: every secret ever written is encrypted under it, including the
-            # per-advertiser secrets that outlive the stack (see README, destroying the stack).
+            # per-advertiser secrets that outlive the stack (see docs/runbook.md, Destroy the stack without losing tokens).
             # Except when the deploy that created it rolls back: no secret uses it yet.
             removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
@@ -307,12 +312,7 @@ class Storage(Construct):
         )
 
     def _secret_arn_pattern(self, suffix: str) -> str:
-        return Stack.of(self).format_arn(
-            service="secretsmanager",
-            resource="secret",
-            resource_name=f"{self.secret_prefix}{suffix}",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
+        return secret_arn_pattern(self, f"{self.secret_prefix}{suffix}")
 
     def grant_items(
         self,
@@ -420,17 +420,27 @@ class Storage(Construct):
         """What a downstream function needs, exactly: read access-token secrets (and Decrypt for
         them, through Secrets Manager), look up an advertiser and its profiles (GetItem, Query on
         the table and ``byProfile``). Never a refresh token, never the client secret, no table
-        write and no scan."""
-        secrets = self._grant_advertiser_secrets(grantee, "access", TOKEN_READ_SECRET_ACTIONS)
-        secrets = secrets.combine(
-            self._grant_key(grantee, KMS_READ_ACTIONS, [self.access_secrets_arn])
+        write and no scan. The statements are ``adsauth.cdk.grants``', the ones
+        ``AdsAuthTokens`` gives functions of other apps."""
+        return grant_token_reads(
+            grantee,
+            table_arn=self.table.table_arn,
+            profile_index=schema.PROFILE_INDEX,
+            secret_prefix=self.secret_prefix,
+            secrets_key_arn=self.secrets_key.key_arn,
         )
-        table = iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=list(TOKEN_READ_TABLE_ACTIONS),
-            resource_arns=[self.table.table_arn, self.profile_index_arn],
+
+    def token_coordinates(self, *, client_id: str, token_layout: str) -> TokenCoordinates:
+        """What this stack publishes for token readers in other apps (``adsauth.cdk``)."""
+        return TokenCoordinates(
+            table_name=self.table.table_name,
+            table_arn=self.table.table_arn,
+            profile_index=schema.PROFILE_INDEX,
+            secret_prefix=self.secret_prefix,
+            secrets_key_arn=self.secrets_key.key_arn,
+            client_id=client_id,
+            token_layout=token_layout,
         )
-        return secrets.combine(table)
 
     def _grant_advertiser_secrets(
         self, grantee: iam.IGrantable, kind: str, actions: tuple[str, ...]

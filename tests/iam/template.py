@@ -1,6 +1,7 @@
 """A synthesized template as IAM sees it once deployed: every CloudFormation intrinsic (Ref,
-Fn::GetAtt, Fn::Join, Fn::Sub, Fn::Select, Fn::Split, Fn::ImportValue, pseudo parameters)
-resolved to the concrete value it would have in account 123456789012, us-east-1, partition aws.
+Fn::GetAtt, Fn::Join, Fn::Sub, Fn::Select, Fn::Split, Fn::ImportValue, pseudo parameters, the SSM
+parameters another stack publishes) resolved to the concrete value it would have in account
+123456789012, us-east-1, partition aws.
 
 Names CloudFormation would generate (a table, a queue, a role without a name) are
 ``<stack>-<logical id>``; a secret's ARN ends in ``-AbCdEf`` (Secrets Manager's six random
@@ -109,6 +110,10 @@ class Template:
         if logical_id in PSEUDO:
             return PSEUDO[logical_id]
         if logical_id in self.cfn.get("Parameters", {}):
+            parameter = self.cfn["Parameters"][logical_id]
+            # a value another stack publishes in SSM (adsauth.cdk.coordinates), when it is known
+            if parameter["Type"].startswith("AWS::SSM::Parameter::Value") and parameter.get("Default") in self.imports:
+                return self.imports[parameter["Default"]]
             return f"parameter:{logical_id}"
         kind = self.resources[logical_id]["Type"]
         if kind == "AWS::SecretsManager::Secret":
@@ -168,11 +173,19 @@ class Template:
         return logical_id
 
     def exports(self) -> dict[str, str]:
-        return {
+        """What this stack offers other stacks: its CloudFormation exports by export name, and its
+        SSM String parameters by parameter name (a ``/…`` path, never an export name)."""
+        exported = {
             self.resolve(o["Export"]["Name"]): self.resolve(o["Value"])
             for o in self.cfn.get("Outputs", {}).values()
             if "Export" in o
         }
+        published = {
+            self.resolve(r["Properties"]["Name"]): self.resolve(r["Properties"]["Value"])
+            for r in self.of_type("AWS::SSM::Parameter").values()
+            if r["Properties"].get("Type") == "String" and "Name" in r["Properties"]
+        }
+        return {**exported, **published}
 
     def output(self, name: str) -> str:
         return self.resolve(self.cfn["Outputs"][name]["Value"])

@@ -1,40 +1,50 @@
-"""``AdsAuthStack.grant_read_tokens``, seen through the example consumer: its role reads access
-tokens and looks advertisers up, and can do nothing else with adsauth's data."""
+"""The example consumer (infra/consumer_example.py), granted the way another CDK app is granted:
+``AdsAuthTokens.from_stack`` reads the coordinates the AdsAuth stack publishes in SSM, and
+``grant_read_tokens`` gives its role exactly the token reader's statements. Its role reads access
+tokens and looks advertisers up, and can do nothing else with adsauth's data.
+
+The consumer template is read as deployed: its SSM parameters resolved to what the AdsAuth template
+publishes, both in the same fake account and region (tests/iam/template.py).
+"""
 
 from __future__ import annotations
 
 import fnmatch
 
+import pytest
+
 from infra.consumer_example import HANDLER_SOURCE
-from tests.infra.cfn import (
-    actions,
-    as_list,
-    functions_by_handler,
-    only,
-    render,
-    render_imported,
-    resources,
-    role_of,
-    role_statements,
-)
+from tests.iam.template import Template, secret_arn
+from tests.infra.cfn import as_list, functions_by_handler, only, resources, role_of, walk
 from tests.infra.conftest import CLIENT_ID
 
-PREFIX = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
-ACCESS = PREFIX + "adsauth/AdsAuth/advertisers/access/*"
+SECRETS = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+ACCESS = SECRETS + "adsauth/AdsAuth/advertisers/access/*"
 # What the consumer's role may carry besides the grant: its own log group and X-Ray.
 OWN = {("logs:CreateLogStream", "logs:PutLogEvents"), ("xray:PutTelemetryRecords", "xray:PutTraceSegments")}
 
 
-def _consumer_statements(consumer_cfn: dict, cfn: dict) -> list[dict]:
-    (fn,) = functions_by_handler(consumer_cfn).values()
-    statements = role_statements(consumer_cfn)[role_of(fn)]
+@pytest.fixture(scope="module")
+def producer(cfn) -> Template:
+    return Template(cfn, "AdsAuth")
+
+
+@pytest.fixture(scope="module")
+def consumer(consumer_cfn, producer) -> Template:
+    return Template(consumer_cfn, "AdsAuthExampleConsumer", imports=producer.exports())
+
+
+def _statements(consumer: Template) -> list[dict]:
+    (fn,) = consumer.functions().values()
     return [
         {
-            "actions": sorted(actions(s)),
-            "resources": sorted(render_imported(r, cfn) for r in as_list(s["Resource"])),
+            "actions": sorted(as_list(s["Action"])),
+            "resources": sorted(as_list(s["Resource"])),
             "effect": s["Effect"],
+            "condition": s.get("Condition"),
         }
-        for s in statements
+        for document in fn.identity_policies
+        for s in document["Statement"]
     ]
 
 
@@ -47,71 +57,52 @@ def _can(statements: list[dict], action: str, resource: str) -> bool:
     )
 
 
-def test_grant_read_tokens_gives_exactly_three_statements(consumer_cfn, cfn):
-    table_id, _ = only(cfn, "AWS::DynamoDB::Table")
-    key_id, _ = only(cfn, "AWS::KMS::Key")
-    grant = [
-        s for s in _consumer_statements(consumer_cfn, cfn) if tuple(s["actions"]) not in OWN
-    ]
+def test_grant_read_tokens_gives_exactly_three_statements(consumer, producer, cfn):
+    table = producer.get_att(only(cfn, "AWS::DynamoDB::Table")[0], "Arn")
+    key = producer.get_att(only(cfn, "AWS::KMS::Key")[0], "Arn")
+    grant = [s for s in _statements(consumer) if tuple(s["actions"]) not in OWN]
+    for s in grant:
+        s.pop("condition")
     assert sorted(grant, key=lambda s: s["actions"]) == [
-        {
-            "actions": ["dynamodb:GetItem", "dynamodb:Query"],
-            "resources": sorted(
-                ["${" + table_id + ".Arn}", "${" + table_id + ".Arn}/index/byProfile"]
-            ),
-            "effect": "Allow",
-        },
-        {
-            "actions": ["kms:Decrypt"],
-            "resources": ["${" + key_id + ".Arn}"],
-            "effect": "Allow",
-        },
-        {
-            "actions": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
-            "resources": [ACCESS],
-            "effect": "Allow",
-        },
+        {"actions": ["dynamodb:GetItem", "dynamodb:Query"], "resources": [table, table + "/index/byProfile"], "effect": "Allow"},
+        {"actions": ["kms:Decrypt"], "resources": [key], "effect": "Allow"},
+        {"actions": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"], "resources": [ACCESS], "effect": "Allow"},
     ]
 
 
-def test_consumer_decrypts_only_access_tokens_and_only_through_secrets_manager(consumer_cfn, cfn):
-    (fn,) = functions_by_handler(consumer_cfn).values()
-    (statement,) = [
-        s for s in role_statements(consumer_cfn)[role_of(fn)] if "kms:Decrypt" in actions(s)
-    ]
-    conditions = statement["Condition"]
-    assert render_imported(conditions["StringEquals"]["kms:ViaService"], cfn) == (
-        "secretsmanager.${AWS::Region}.amazonaws.com"
-    )
-    assert [render_imported(v, cfn) for v in as_list(conditions["StringLike"]["kms:EncryptionContext:SecretARN"])] == [ACCESS]
+def test_consumer_decrypts_only_access_tokens_and_only_through_secrets_manager(consumer):
+    (statement,) = [s for s in _statements(consumer) if "kms:Decrypt" in s["actions"]]
+    assert statement["condition"] == {
+        "StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"},
+        "StringLike": {"kms:EncryptionContext:SecretARN": [ACCESS]},
+    }
 
 
-def test_consumer_reads_access_tokens_only(consumer_cfn, cfn):
-    statements = _consumer_statements(consumer_cfn, cfn)
-    secret_id, _ = only(cfn, "AWS::SecretsManager::Secret")
-    access = PREFIX + "adsauth/AdsAuth/advertisers/access/adv-1-AbCdEf"
-    refresh = PREFIX + "adsauth/AdsAuth/advertisers/refresh/adv-1-AbCdEf"
-    client_secret_arn = (
-        "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:"
-        "secret:adsauth/AdsAuth/lwa_client-AbCdEf"
-    )
+def test_consumer_reads_access_tokens_only(consumer, producer, cfn):
+    statements = _statements(consumer)
+    access = secret_arn("adsauth/AdsAuth/advertisers/access/adv-1")
+    pack = secret_arn("adsauth/AdsAuth/advertisers/access/packs/p1")
+    refresh = secret_arn("adsauth/AdsAuth/advertisers/refresh/adv-1")
+    refresh_pack = secret_arn("adsauth/AdsAuth/advertisers/refresh/packs/p1")
+    client_secret = producer.ref(only(cfn, "AWS::SecretsManager::Secret")[0])
+    other_stack = secret_arn("adsauth/AdsAuthDomain/advertisers/access/adv-1")
 
-    assert _can(statements, "secretsmanager:GetSecretValue", access)
-    for resource in (refresh, client_secret_arn, "${" + secret_id + "}"):
+    for resource in (access, pack):
+        assert _can(statements, "secretsmanager:GetSecretValue", resource)
+        for action in ("PutSecretValue", "CreateSecret", "UpdateSecret", "DeleteSecret"):
+            assert not _can(statements, f"secretsmanager:{action}", resource), action
+    for resource in (refresh, refresh_pack, client_secret, other_stack):
         for action in ("GetSecretValue", "DescribeSecret", "PutSecretValue", "CreateSecret"):
             assert not _can(statements, f"secretsmanager:{action}", resource), (action, resource)
-    for action in ("PutSecretValue", "CreateSecret", "UpdateSecret", "DeleteSecret"):
-        assert not _can(statements, f"secretsmanager:{action}", access), action
     # Every Secrets Manager statement is on the access pattern and nothing else.
     for s in statements:
         if any(a.startswith("secretsmanager:") for a in s["actions"]):
             assert s["resources"] == [ACCESS]
 
 
-def test_consumer_has_no_table_write_or_scan(consumer_cfn, cfn):
-    table_id, _ = only(cfn, "AWS::DynamoDB::Table")
-    table = "${" + table_id + ".Arn}"
-    statements = _consumer_statements(consumer_cfn, cfn)
+def test_consumer_has_no_table_write_or_scan(consumer, producer, cfn):
+    table = producer.get_att(only(cfn, "AWS::DynamoDB::Table")[0], "Arn")
+    statements = _statements(consumer)
     dynamodb_actions = {a for s in statements for a in s["actions"] if a.startswith("dynamodb:")}
     assert dynamodb_actions == {"dynamodb:GetItem", "dynamodb:Query"}
     assert _can(statements, "dynamodb:Query", table + "/index/byProfile")
@@ -121,8 +112,8 @@ def test_consumer_has_no_table_write_or_scan(consumer_cfn, cfn):
         assert not _can(statements, f"dynamodb:{action}", table), action
 
 
-def test_consumer_has_nothing_else(consumer_cfn, cfn):
-    statements = _consumer_statements(consumer_cfn, cfn)
+def test_consumer_has_nothing_else(consumer, consumer_cfn):
+    statements = _statements(consumer)
     services = {a.split(":")[0] for s in statements for a in s["actions"]}
     assert services == {"logs", "xray", "secretsmanager", "dynamodb", "kms"}
     assert all(s["effect"] == "Allow" for s in statements)
@@ -130,12 +121,10 @@ def test_consumer_has_nothing_else(consumer_cfn, cfn):
     assert not consumer_cfn["Resources"][role_of(fn)]["Properties"].get("ManagedPolicyArns")
 
 
-def test_consumer_function_gets_the_client_variables_and_nothing_secret(consumer_cfn, cfn):
-    (fn,) = functions_by_handler(consumer_cfn).values()
-    env = {k: render_imported(v, cfn) for k, v in fn["Properties"]["Environment"]["Variables"].items()}
-    table_id, _ = only(cfn, "AWS::DynamoDB::Table")
-    assert env == {
-        "ADSAUTH_TABLE_NAME": "${" + table_id + "}",
+def test_consumer_function_gets_the_client_variables_and_nothing_secret(consumer, producer, cfn):
+    (fn,) = consumer.functions().values()
+    assert fn.environment == {
+        "ADSAUTH_TABLE_NAME": producer.ref(only(cfn, "AWS::DynamoDB::Table")[0]),
         "ADSAUTH_SECRET_PREFIX": "adsauth/AdsAuth/advertisers/",
         "ADSAUTH_LWA_CLIENT_ID": CLIENT_ID,
     }
@@ -150,13 +139,19 @@ def test_consumer_runs_inline_code_on_the_adsauth_client_layer(consumer_cfn):
     compile(HANDLER_SOURCE, "index.py", "exec")
     assert "from adsauth.client import" in HANDLER_SOURCE
     layer_id, layer = only(consumer_cfn, "AWS::Lambda::LayerVersion")
-    assert [render(layer_ref) for layer_ref in props["Layers"]] == ["${" + layer_id + "}"]
-    assert layer["Properties"]["CompatibleRuntimes"] == [props["Runtime"]]
-    assert layer["Properties"]["CompatibleArchitectures"] == props["Architectures"]
+    assert props["Layers"] == [{"Ref": layer_id}]
+    assert props["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
+    assert set(props["Architectures"]) <= set(layer["Properties"]["CompatibleArchitectures"])
 
 
-def test_the_consumer_uses_exports_of_the_adsauth_stack(consumer_cfn, cfn):
-    exported = [o for o in cfn["Outputs"].values() if "Export" in o]
-    assert exported, "the table reaches the consumer through CloudFormation exports"
+def test_the_consumer_reads_what_the_adsauth_stack_publishes_and_no_export(consumer_cfn, cfn, producer):
+    read = {
+        p["Default"] for p in consumer_cfn["Parameters"].values()
+        if p["Type"] == "AWS::SSM::Parameter::Value<String>" and p["Default"].startswith("/adsauth/")
+    }
+    assert read and read <= set(producer.exports())
+    assert all(name.startswith("/adsauth/AdsAuth/") for name in read)
+    assert not [v for k, v in walk(consumer_cfn) if k == "Fn::ImportValue"]
+    assert not [o for o in cfn.get("Outputs", {}).values() if "Export" in o]
     assert not resources(consumer_cfn, "AWS::DynamoDB::Table")
     assert not resources(consumer_cfn, "AWS::SecretsManager::Secret")
