@@ -94,7 +94,7 @@ NODE_MIN_MAJOR := 22
 node-version:
 	@version=$$(node --version 2>/dev/null); major=$${version#v}; major=$${major%%.*}; \
 	if [ -z "$$version" ]; then \
-	  echo "warning: node not found; the CDK CLI needs Node.js $(NODE_MIN_MAJOR) or newer (see README, prerequisites)" >&2; \
+	  echo "warning: node not found; the CDK CLI needs Node.js $(NODE_MIN_MAJOR) or newer (see docs/runbook.md, Prerequisites)" >&2; \
 	elif [ "$$major" -lt $(NODE_MIN_MAJOR) ] 2>/dev/null; then \
 	  echo "warning: Node.js $$version is older than $(NODE_MIN_MAJOR), which the CDK CLI no longer supports; synth still runs, but upgrade to Node.js $(NODE_MIN_MAJOR)+" >&2; \
 	fi
@@ -104,7 +104,7 @@ schema: venv
 	$(PY) -m infra.config
 
 # The figures of issue 5 on the local stack (~5-10 minutes on 2 cores): a table, and
-# bench/results.json (see README, Benchmarks). Timings are compared within one run.
+# bench/results.json (see docs/benchmarks.md). Timings are compared within one run.
 bench: venv
 	$(PY) -m bench
 

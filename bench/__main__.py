@@ -3,7 +3,8 @@
     python -m bench                 # the full run (~10 minutes on 2 cores)
     python -m bench --size tiny     # seconds: checks the harness works, figures meaningless
     python -m bench --out PATH      # write the results elsewhere
-    python -m bench --markdown      # print the table of bench/results.json for the README
+    python -m bench --markdown      # print the table of bench/results.json for docs/benchmarks.md
+                                    # (paste it between that file's bench-table markers)
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(harness.SIZES), default="full")
     parser.add_argument("--out", type=Path, default=harness.RESULTS)
-    parser.add_argument("--markdown", action="store_true", help="print the README table of --out and exit")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the table of --out for docs/benchmarks.md (between its bench-table markers) and exit")
     args = parser.parse_args(argv)
     if args.markdown:
         print(harness.table(json.loads(args.out.read_text()), markdown=True))
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     print(harness.table(results))
     print(f"written to {args.out}")
     if results["goals_missed"]:
-        print("goals missed: " + ", ".join(results["goals_missed"]) + " (see README, Benchmarks)")
+        print("goals missed: " + ", ".join(results["goals_missed"]) + " (see docs/benchmarks.md)")
     return 0
 
 

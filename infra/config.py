@@ -9,7 +9,7 @@ in ``CDK_CONTEXT_JSON`` and the overflow file named by ``CONTEXT_OVERFLOW_LOCATI
 ``App.node.try_get_context``, because jsii drops the keys whose value is ``null`` from context
 objects, and an explicit ``null`` (say ``"stage_name": null``) would silently become the default.
 
-The LwA client *secret* never goes here: it lives in Secrets Manager (see README). A key that
+The LwA client *secret* never goes here: it lives in Secrets Manager (see README, Deploy). A key that
 looks like a secret is refused, as is any unknown key (typos would otherwise be silently ignored).
 Validation runs only at synth (pydantic), so it costs the functions nothing.
 """
@@ -129,7 +129,7 @@ class AdsAuthConfig(BaseModel):
     """Optional verified SES identity (an email address or a domain) in the stack's region. When
     set, the ops CLI may email invitations and the refresh worker emails re-consent invitations,
     from ``ses_from_address``. Default ``null``: the CLI prints the link instead. While the account
-    is in the SES sandbox, mail reaches verified recipients only (see README)."""
+    is in the SES sandbox, mail reaches verified recipients only (see docs/runbook.md, Prerequisites)."""
     ses_from_address: str | None = Field(default=None, pattern=EMAIL_PATTERN)
     """The address the e-mails come from (SES needs an address as ``Source``). Required when
     ``ses_sender`` is a domain, and then an address of that domain or of one of its subdomains
@@ -187,7 +187,7 @@ class AdsAuthConfig(BaseModel):
     exchange): an integer from 1 to 1000, or ``null`` (default) for none. A reservation caps the
     parallel code exchanges however many callbacks arrive and guarantees the callback that
     capacity, but the account must keep 100 unreserved executions after all reservations: a new
-    account's quota of 10 allows none (see README)."""
+    account's quota of 10 allows none (see docs/runbook.md, Prerequisites)."""
     waf_enabled: bool = False
     """``true`` puts an AWS WAF web ACL in front of the API stage: the AWS managed common rule set
     and a per-IP rate limit (``waf_rate_limit``). Default ``false`` (WAF is billed per ACL, rule
@@ -204,27 +204,27 @@ class AdsAuthConfig(BaseModel):
     ``"existing"`` leaves the setting alone: the account must already have a role set (``aws
     apigateway get-account``), or the first deploy fails on the stage and rolls back.
     ``"create"`` makes the stack create a role and set it for the whole region, replacing
-    whatever was set (see README)."""
+    whatever was set (see docs/runbook.md, Prerequisites)."""
     token_layout: Literal["packed", "per_advertiser"] = "packed"
     """Where advertisers' tokens live in Secrets Manager. ``"packed"`` (default): many advertisers
     share one refresh-token secret and one access-token secret (a pack of up to 100), refreshed
     together about every 48 minutes: a few secrets per hundred advertisers instead of two per
     advertiser. ``"per_advertiser"``: two secrets per advertiser, as before. Changing it on a
-    running stack: deploy, then ``python -m adsauth migrate-layout --to <layout>`` (see README);
+    running stack: deploy, then ``adsauth migrate-layout --to <layout>`` (see docs/runbook.md);
     downstream reads keep working throughout."""
     table_deletion_protection: bool = False
     """DynamoDB deletion protection on the table. Default ``false``: CloudFormation cannot delete
     a protected table, so a failed first deploy could not roll back cleanly. The table is retained
     on stack deletion and replacement either way (``RetainExceptOnCreate``); set ``true`` after the
-    first successful deploy to also refuse ``DeleteTable`` from anyone (see README)."""
+    first successful deploy to also refuse ``DeleteTable`` from anyone (see docs/runbook.md)."""
     operator_principal_arns: tuple[Annotated[str, Field(pattern=PRINCIPAL_ARN_PATTERN)], ...] = Field(
         default=(), strict=False  # a JSON array (of strict strings)
     )
     """IAM principal ARNs (``*`` allowed, e.g. an SSO permission-set role pattern) that may read
     the LwA client secret and the refresh-token secrets besides the callback and refresh worker
-    roles and the account root: whoever runs ``python -m adsauth refresh`` from a workstation.
-    Default ``[]``. Everyone else is denied by the secrets' resource policies (see README
-    runbook)."""
+    roles and the account root: whoever runs ``adsauth refresh`` from a workstation.
+    Default ``[]``. Everyone else is denied by the secrets' resource policies (see
+    docs/runbook.md)."""
     grant_lifetime_days: int = Field(default=365, ge=1, le=3650)
     """How long an advertiser's Amazon Ads grant lasts after consent, an integer from 1 to 3650.
     Default 365."""

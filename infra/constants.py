@@ -73,7 +73,7 @@ CLI_MODULES = frozenset({"cli.py", "__main__.py"})
 # CloudWatch namespace of the functions' Powertools metrics. The API handlers fix it in code
 # (Metrics(namespace=...)), the refresher's take it from POWERTOOLS_METRICS_NAMESPACE: both must be
 # this (a test checks). One namespace for every stack: deploy one adsauth stack per account and
-# region, or two stacks' alarms see each other's metrics (see README runbook, prerequisites).
+# region, or two stacks' alarms see each other's metrics (see docs/runbook.md, Prerequisites).
 METRICS_NAMESPACE = SERVICE_NAME
 
 

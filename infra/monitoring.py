@@ -4,7 +4,7 @@
 per-advertiser alerts to), with an optional email subscription (``alert_email``).
 
 ``Monitoring`` defines the alarms and the dashboard. Each alarm is named ``<stack>-<slug>``; the
-slug is a heading in README.md, section "Operating adsauth (runbook)", which says what the alarm
+slug is a heading in docs/runbook.md, section "Alarms", which says what the alarm
 means and what to do (a test checks that every alarm has its entry).
 
 | slug                       | fires when                                                        |
@@ -146,8 +146,8 @@ class Monitoring(Construct):
                 spec.slug,
                 alarm_name=f"{stack_name}-{spec.slug}",
                 alarm_description=(
-                    f"adsauth {stack_name}: {spec.summary}. Runbook: README.md, "
-                    f'"Operating adsauth (runbook)", entry {spec.slug}.'
+                    f"adsauth {stack_name}: {spec.summary}. Runbook: docs/runbook.md, "
+                    f'"Alarms", entry {spec.slug}.'
                 ),
                 metric=spec.metric,
                 threshold=spec.threshold,
@@ -256,7 +256,7 @@ class Monitoring(Construct):
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=name)
         dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(
-                title="Alarms (runbook: README.md, Operating adsauth)",
+                title="Alarms (runbook: docs/runbook.md, Alarms)",
                 alarms=list(self.alarms.values()),
                 width=24,
                 height=3,

@@ -1,22 +1,25 @@
-"""``make demo``: the whole onboarding story, unattended, on the local stack.
+"""``make demo``: one advertiser's year with adsauth, unattended, on the local stack.
 
-Starts moto server, the LwA/Ads emulator and the local gateway; stores the LwA client secret;
-invites an advertiser with the ops CLI; follows the emailed link like a browser (cookies,
+Starts moto server (as AWS), the LwA/Ads emulator and the local gateway; stores the LwA client
+secret; invites an advertiser with the ops CLI; follows the e-mailed link like a browser (cookies,
 redirects, Allow on Amazon's consent page); then shows what adsauth recorded: status, profiles per
-region, the access token's expiry and the grant's 365-day end — never a token value. Then a
-refresh cycle (read as downstream reads, ``adsauth.client``; in the packed layout, the stack's
-default, it moves the advertiser's tokens into a pack's shared secrets, and the demo says where they
-are), a downstream call, and the year's end: 30 days before the grant ends the refresher e-mails a
-re-consent link, the advertiser completes it while a downstream reader keeps reading, and no read
-fails. The lifecycle events a consumer's EventBridge rule received are listed.
+region, the access token's expiry and the grant's 365-day end, never a token value. Then a
+scheduled refresh (in the packed layout, the stack's default, it moves the advertiser's tokens into
+a pack's shared secrets), a downstream Ads API call, and the year's end: 30 days before the grant
+ends the refresher e-mails a renewal link, the advertiser completes it while a downstream reader
+keeps reading, and no read fails. Last, the lifecycle events a consumer's EventBridge rule received.
+
+The output is for a person: what happened, in outcome terms, with one date format. Every sentence
+that states an outcome is checked; a check that fails prints ``FAILED: …`` on stderr and the demo
+exits 1.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -24,13 +27,37 @@ from datetime import datetime, timezone
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # keep the demo's output readable
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
+REGIONS = ("NA", "EU", "FE")
+LINK = re.compile(r"https?://[^\s\"'<>]+/connect/[A-Za-z0-9_-]+")
+ADVERTISER_ID = re.compile(r"\badv-[0-9a-f]+\b")
+
+_steps = iter(range(1, 100))
+_failures: list[str] = []
+
 
 def step(text: str) -> None:
-    print(f"\n== {text}")
+    print(f"\n{next(_steps)}. {text}")
+
+
+def say(text: str) -> None:
+    print(f"   {text}")
+
+
+def check(ok: bool, what: str) -> bool:
+    """``what`` says what should have happened; a miss is reported at once and fails the demo."""
+    if not ok:
+        _failures.append(what)
+        print(f"FAILED: {what}", file=sys.stderr)
+    return ok
 
 
 def when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def minutes(seconds: float) -> str:
+    n = int(seconds // 60)
+    return f"{n} minute{'s' if n != 1 else ''}"
 
 
 def main() -> int:
@@ -45,61 +72,69 @@ def main() -> int:
     from adsauth import client
 
     client._clock = clock  # and the downstream client's
-    step("starting the local stack (moto server as AWS, LwA + Ads API emulator, local API gateway)")
+    print("adsauth demo: one advertiser, from invitation to the renewal a year later.")
+    print("Everything runs on this machine: moto stands in for AWS, an emulator for Amazon.")
+    step("Starting the local stack")
     with LocalStack(clock=clock) as stack:
-        stack.enable_email()  # SES (moto) with a verified sender: invitations and re-consents are e-mailed
+        stack.enable_email()  # SES (moto) with a verified sender: invitations and renewals are e-mailed
         stack.emulator.grant_lifetime_seconds = 365 * 86400  # Amazon's 2026 grants end after a year
-        print(f"API:            {stack.base_url}")
-        print(f"LwA emulator:   {stack.emulator.base_url}")
-        print(f"callback URL:   {stack.callback_url}   (register this in the LwA console)")
-        print(f"client secret:  stored in Secrets Manager as {CLIENT_SECRET_NAME}")
+        say(f"adsauth's API:   {stack.base_url}")
+        say(f"callback URL:    {stack.callback_url}  (in production you register it in the LwA console)")
+        say(f"The LwA client secret is stored in Secrets Manager ({CLIENT_SECRET_NAME}).")
 
-        step("ops: python -m adsauth invite --name 'Acme Outdoor' --email ads@acme.example --region EU")
+        step("Ops invite an advertiser")
+        argv = ["invite", "--name", "Acme Outdoor", "--email", "ads@acme.example", "--region", "EU"]
+        say("$ adsauth " + " ".join(f"'{a}'" if " " in a else a for a in argv))
         from adsauth import cli
 
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            code = cli.main(["invite", "--name", "Acme Outdoor", "--email", "ads@acme.example", "--region", "EU"])
-        print(out.getvalue().rstrip())
-        if code != 0:
-            return code
-        fields = dict(line.split(":", 1) for line in out.getvalue().splitlines() if ":" in line[:12])
-        advertiser_id = fields["advertiser"].split()[0]
-        link = fields["link"].strip()
-
-        step("advertiser: opens the link, signs in at Amazon, clicks Allow")
-        browser = Browser()
-        consent = browser.open(link)
-        print(f"GET  /connect/…   -> {browser.history[0].status_code} to Amazon's authorize page ({consent.status_code})")
-        if consent.status_code != 200 or "allow" not in consent.text.lower():
-            print("error: the consent page did not appear", file=sys.stderr)
+            code = cli.main(argv)
+        for line in out.getvalue().rstrip().splitlines():
+            say("  " + line)
+        advertiser, link = ADVERTISER_ID.search(out.getvalue()), LINK.search(out.getvalue())
+        if not check(code == 0 and advertiser is not None and link is not None,
+                     "the invite command printed the advertiser's id and its link"):
             return 1
+        advertiser_id = advertiser.group(0)
+
+        step("The advertiser opens the link, signs in at Amazon and clicks Allow")
+        browser = Browser()
+        consent = browser.open(link.group(0))
+        if not check(consent.status_code == 200 and "allow" in consent.text.lower(),
+                     "the link led to Amazon's sign-in and consent page"):
+            return 1
+        say("The link took them to Amazon's consent page for this app.")
         final = browser.follow(browser.click(consent, "allow"))
-        hops = " -> ".join(str(r.status_code) for r in browser.history[2:])
-        print(f"Allow             -> {hops}")
-        print(f"landed on:        {final.url.split('?')[0]}")
-        print(f"page says:        {_title(final.text)}")
+        check(final.url.split("?")[0].endswith("/result/connected") and "code=" not in final.url,
+              "after Allow the advertiser landed on the connected page, with no code in its address")
+        say(f"They clicked Allow at Amazon; adsauth stored their tokens and showed: \"{_title(final.text)}\"")
 
-        step("what adsauth recorded")
-        ok = show_advertiser(advertiser_id)
+        step("What adsauth recorded")
+        show_advertiser(advertiser_id)
 
-        step("49 minutes later: the scheduled refresher (EventBridge → dispatcher → SQS → worker)")
-        ok = refresh_cycle(stack, clock, advertiser_id) and ok
+        step("49 minutes later: the scheduled refresh")
+        refresh_cycle(stack, clock, advertiser_id)
 
-        step("a downstream Lambda: adsauth.client.AdsApiSession(profile).list_profiles()")
-        ok = downstream_call(advertiser_id) and ok
+        step("A downstream Lambda calls the Ads API")
+        downstream_call(advertiser_id)
 
-        step("335 days later: 30 days before the grant ends, the refresher starts a re-consent")
-        ok = reconsent(stack, clock, advertiser_id) and ok
+        step("335 days later: the grant ends in 30 days, so adsauth asks the advertiser to renew")
+        reconsent(stack, clock, advertiser_id)
 
-        step("lifecycle events a consumer's EventBridge rule received (source adsauth → SQS)")
-        ok = show_events(stack, advertiser_id) and ok
-    print(f"\ndemo finished in {time.monotonic() - started:.1f} s; everything stopped")
-    return 0 if ok else 1
+        step("What a consumer's EventBridge rule received (source adsauth)")
+        show_events(stack, advertiser_id)
+    took = time.monotonic() - started
+    if _failures:
+        print(f"\ndemo FAILED ({len(_failures)} check{'s' if len(_failures) != 1 else ''}) after {took:.1f} s; "
+              "everything stopped", file=sys.stderr)
+        return 1
+    print(f"\nDemo finished in {took:.1f} s; the local stack is stopped.")
+    return 0
 
 
 class ShiftClock:
-    """Real time plus an offset: lets the demo show what happens 50 minutes later."""
+    """Real time plus an offset: lets the demo show what happens 49 minutes (or a year) later."""
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -117,43 +152,96 @@ def _access_token(advertiser_id: str):
 
 
 def _where(advertiser_id: str) -> str:
-    """Where the advertiser's tokens are stored (``local.stack.stored_tokens``), no value."""
+    """Where the advertiser's tokens are stored (``local.stack.stored_tokens``), never a value."""
     from local.stack import stored_tokens
 
     from adsauth.settings import get_settings
 
     found, prefix = stored_tokens(advertiser_id), get_settings().secret_prefix
     if found is None:
-        return "nowhere (no secret holds them)"
+        return "nowhere"
     if found["where"] == "own":
-        return f"its own secrets {prefix}{{refresh,access}}/{advertiser_id}"
+        return f"the advertiser's own two secrets ({prefix}{{refresh,access}}/{advertiser_id})"
     shared = found["members"]
-    return (f"pack {found['pack']}: the shared secrets {prefix}{{refresh,access}}/packs/{found['pack']} "
-            f"(shared by {shared} advertiser{'s' if shared != 1 else ''})")
+    return (f"a pack: two secrets shared by up to 100 advertisers, which keeps Secrets Manager's bill small "
+            f"({prefix}{{refresh,access}}/packs/{found['pack']}, {shared} advertiser{'s' if shared != 1 else ''} so far)")
 
 
-def refresh_cycle(stack, clock: ShiftClock, advertiser_id: str) -> bool:
-    before = _access_token(advertiser_id)
+def show_advertiser(advertiser_id: str) -> None:
+    from adsauth.wiring import onboarding
+
+    store = onboarding().store
+    advertiser = store.get_advertiser(advertiser_id)
+    check(advertiser.status.value == "connected", "the advertiser is connected")
+    say(f"{advertiser.name} ({advertiser.advertiser_id}), home region {advertiser.region.value}: "
+        f"{advertiser.status.value}")
+    profiles = store.list_profiles(advertiser_id)
+    pending = {r.value for r in advertiser.pending_regions}
+    found = {p.region.value for p in profiles}
+    check(found == set(REGIONS), "profiles were found in NA, EU and FE")
+    say(f"{len(profiles)} advertising profiles, listed in all three regions at once:")
+    for region in REGIONS:
+        for p in sorted((p for p in profiles if p.region.value == region), key=lambda p: p.profile_id):
+            say(f"  {region}  {p.profile_id:>16}  {p.country_code}  {p.currency_code}  {p.account_type:<7} {p.account_name}")
+        if region in pending:
+            say(f"  {region}  (Amazon did not answer; adsauth asks again later)")
+    expires_at = _access_token(advertiser_id).expires_at
+    say(f"Access token: valid until {when(expires_at)} ({minutes(expires_at - time.time())} more); "
+        "it is in Secrets Manager and never shown.")
+    say(f"Tokens are stored in {_where(advertiser_id)}.")
+    say(f"Grant: Amazon ends it {when(advertiser.grant_expires_at)}, 365 days after the consent "
+        f"({when(advertiser.consented_at)}); adsauth e-mails a renewal link 30, 7 and 1 days before.")
+
+
+def refresh_cycle(stack, clock: ShiftClock, advertiser_id: str) -> None:
+    def refresh_calls() -> int:
+        return stack.emulator.count("token", grant_type="refresh_token")
+
+    from adsauth.settings import get_settings
+
+    before, calls = _access_token(advertiser_id), refresh_calls()
     clock.offset += 49 * 60
-    remaining = int(before.remaining_seconds(clock()) // 60)
-    print(f"token expires:    {when(before.expires_at)} — {remaining} min left, inside the 12-minute lead window")
-    print(f"tokens stored in: {_where(advertiser_id)}")
+    lead = get_settings().refresh_lead_seconds
+    check(before.remaining_seconds(clock()) < lead, "49 minutes later the access token is due for a refresh")
+    say(f"The access token has {minutes(before.remaining_seconds(clock()))} left (until {when(before.expires_at)}); "
+        f"adsauth renews tokens with less than {minutes(lead)} left, so it is due.")
     dispatched, report = stack.scheduler().tick()
     after = _access_token(advertiser_id)
-    moved = int((after.expires_at - before.expires_at) // 60)
-    replaced = after.value != before.value
-    print(f"dispatcher:       {dispatched} advertiser(s) due, queued; worker processed {report.processed}, failed {report.failed}")
-    print(f"token expires:    {when(after.expires_at)} (moved forward {moved} min)")
-    print(f"access token:     {'replaced by a new one' if replaced else 'NOT replaced'} (values not shown), "
-          "read as downstream reads it (adsauth.client)")
-    print(f"tokens stored in: {_where(advertiser_id)}")
-    print(f"LwA refresh calls so far: {stack.emulator.count('token', grant_type='refresh_token')}")
+    spent = refresh_calls() - calls
+    check(dispatched == 1 and report.processed == 1 and report.failed == 0,
+          "the scheduled run found the advertiser due and refreshed it")
+    check(after.value != before.value and after.expires_at > before.expires_at,
+          "the refresh stored a new access token that lasts longer")
+    check(spent == 1, "the refresh made exactly one call to Login with Amazon")
+    say(f"The refresher renewed it with {spent} call to Login with Amazon: a new access token, valid until "
+        f"{when(after.expires_at)} ({minutes(after.expires_at - before.expires_at)} later than the old one).")
+    say(f"Its tokens are now in {_where(advertiser_id)}.")
+    calls = refresh_calls()
     again, _ = stack.scheduler().tick()
-    print(f"next minute:      {again} due — nothing to refresh, no LwA call")
-    return replaced and moved > 0 and again == 0
+    check(again == 0 and refresh_calls() == calls, "a minute later nothing was due and Amazon was not called")
+    say("A minute later nothing was due, and Amazon was not called again.")
 
 
-def reconsent(stack, clock: ShiftClock, advertiser_id: str) -> bool:
+def downstream_call(advertiser_id: str) -> None:
+    from adsauth.client import AdsApiSession, get_token_info
+    from adsauth.wiring import store
+
+    profile = sorted(store().list_profiles(advertiser_id), key=lambda p: p.profile_id)[0]
+    info = get_token_info(profile_id=profile.profile_id)
+    check(info.remaining_seconds() >= 10 * 60, "downstream got a token with at least 10 minutes left")
+    say(f"A downstream Lambda got an access token for profile {profile.profile_id}, valid for "
+        f"{minutes(info.remaining_seconds())} more (adsauth.client.get_access_token).")
+    session = AdsApiSession(profile.profile_id)
+    listed = session.list_profiles()
+    region = getattr(session.region, "value", session.region)
+    check(len(listed) > 0, "the Ads API call with that token listed the advertiser's profiles")
+    say(f"With it, the Lambda asked the Ads API ({region}) for the advertiser's profiles and got {len(listed)}:")
+    for item in listed:
+        account = item.get("accountInfo", {})
+        say(f"  {item['profileId']:>16}  {item.get('countryCode', ''):<2}  {account.get('type', ''):<7} {account.get('name', '')}")
+
+
+def reconsent(stack, clock: ShiftClock, advertiser_id: str) -> None:
     import threading
 
     from local.browser import Browser
@@ -164,18 +252,19 @@ def reconsent(stack, clock: ShiftClock, advertiser_id: str) -> bool:
     before = store().get_advertiser(advertiser_id)
     clock.offset = before.grant_expires_at - 30 * 86400 + 60 - time.time()
     sent = len(stack.sent_emails())
-    dispatched, report = stack.scheduler().tick()
+    stack.scheduler().tick()
     adv = store().get_advertiser(advertiser_id)
     mails = stack.sent_emails()[sent:]
-    print(f"dispatcher:       {dispatched} due; worker processed {report.processed} (token refreshed, re-consent started)")
-    print(f"status:           {adv.status.value}, re-consent pending: {adv.reconsent_pending}, "
-          f"invitation generation {adv.generation} (older links no longer work)")
-    if len(mails) != 1:
-        print("error: no re-consent e-mail was sent", file=sys.stderr)
-        return False
+    if not check(len(mails) == 1, "the refresher e-mailed one renewal link"):
+        return
     mail = mails[0]
-    print(f"e-mailed to:      {mail.destinations['ToAddresses'][0]} — \"{mail.subject}\"")
-    link = next(w for w in mail.body.split() if "/connect/" in w)
+    link = LINK.search(mail.body)
+    if not check(link is not None, "the renewal e-mail holds a link"):
+        return
+    check(adv.status.value == "connected" and adv.reconsent_pending,
+          "the advertiser stays connected while the renewal is pending")
+    say(f"adsauth e-mailed {mail.destinations['ToAddresses'][0]}: \"{mail.subject}\"")
+    say("Until they renew, the current grant keeps serving downstream.")
     reads, failures, stop = [], [], threading.Event()
 
     def downstream():  # a Lambda reading a token all the time, never from its cache
@@ -197,78 +286,56 @@ def reconsent(stack, clock: ShiftClock, advertiser_id: str) -> bool:
     try:
         wait_for(3)  # reading before the advertiser opens the link ...
         browser = Browser()
-        consent = browser.open(link)
+        consent = browser.open(link.group(0))
         final = browser.follow(browser.click(consent, "allow"))
         wait_for(len(reads) + len(failures) + 3)  # ... through the completion, and after it
     finally:
         stop.set()
         reader.join(30)
     after = store().get_advertiser(advertiser_id)
-    print(f"advertiser:       opens the link, clicks Allow → {_title(final.text)!r}")
-    print(f"downstream reads: {len(reads)} before, during and after the re-consent, {len(failures)} failed (no gap)")
-    print(f"grant expires:    {when(before.grant_expires_at)} → {when(after.grant_expires_at)} "
-          f"(365 days after the new consent); re-consent pending: {after.reconsent_pending}")
-    print(f"tokens stored in: {_where(advertiser_id)} (the new grant's)")
-    return (final.url.endswith("/result/connected") and not failures and reads != []
-            and after.grant_expires_at > before.grant_expires_at and not after.reconsent_pending)
+    check(final.url.split("?")[0].endswith("/result/connected"), "the advertiser completed the renewal")
+    check(reads != [] and not failures, "no downstream read failed during the renewal")
+    check(after.grant_expires_at > before.grant_expires_at and not after.reconsent_pending,
+          "the renewal replaced the grant with a new one that ends later")
+    say(f"They opened it and clicked Allow again: \"{_title(final.text)}\"")
+    say(f"A downstream Lambda read the token {len(reads)} times meanwhile; "
+        f"{len(failures)} read{'s' if len(failures) != 1 else ''} failed.")
+    say(f"The grant now ends {when(after.grant_expires_at)} instead of {when(before.grant_expires_at)} "
+        "(365 days after the new consent).")
+    say(f"Tokens are stored in {_where(advertiser_id)}: the new grant's.")
 
 
-def show_events(stack, advertiser_id: str) -> bool:
+def show_events(stack, advertiser_id: str) -> None:
     stack.scheduler().dispatch()  # the scheduled run also relays whatever the outbox still holds
     received = [e for e in stack.received_events(wait_seconds=1) if e["detail"].get("advertiserId") == advertiser_id]
     for e in received:
-        d = e["detail"]
-        extra = {k: d[k] for k in ("purpose", "generation", "grantExpiresAt", "leadDays", "source") if k in d}
-        print(f"    {e['detail-type']:<22} {json.dumps(extra)}")
+        say(f"{e['detail-type']:<21} {_event_meaning(e['detail-type'], e['detail'])}")
     types = {e["detail-type"] for e in received}
-    return {"AdvertiserInvited", "AdvertiserConnected", "GrantExpiring", "ReconsentCompleted"} <= types
+    expected = {"AdvertiserInvited", "AdvertiserConnected", "GrantExpiring", "ReconsentCompleted"}
+    check(expected <= types, "the consumer received " + ", ".join(sorted(expected)))
 
 
-def downstream_call(advertiser_id: str) -> bool:
-    from adsauth.client import AdsApiSession, get_token_info
-    from adsauth.wiring import store
-
-    profile = sorted(store().list_profiles(advertiser_id), key=lambda p: p.profile_id)[0]
-    info = get_token_info(profile_id=profile.profile_id)
-    print(f"get_access_token(profile_id={profile.profile_id}) → a token with "
-          f"{int(info.remaining_seconds() // 60)} min left (value not shown)")
-    session = AdsApiSession(profile.profile_id)
-    listed = session.list_profiles()
-    region = getattr(session.region, "value", session.region)
-    print(f"AdsApiSession({profile.profile_id}) → {region} host, GET /v2/profiles → {len(listed)} profiles:")
-    for item in listed:
-        info = item.get("accountInfo", {})
-        print(f"    {item['profileId']:>16}  {item.get('countryCode', ''):<2}  {info.get('type', ''):<7} {info.get('name', '')}")
-    return len(listed) > 0
+def _event_meaning(kind: str, detail: dict) -> str:
+    """One line a person reads; the event's own fields are in docs/events/."""
+    ends = detail.get("grantExpiresAt")
+    ends = when(datetime.fromisoformat(ends.replace("Z", "+00:00")).timestamp()) if ends else "?"
+    if kind == "AdvertiserInvited":
+        return "renewal link sent" if detail.get("purpose") == "reconsent" else "invitation created"
+    if kind == "AdvertiserConnected":
+        return f"connected; the grant ends {ends}"
+    if kind == "GrantExpiring":
+        return f"the grant ends in {detail.get('leadDays')} days ({ends})"
+    if kind == "ReconsentCompleted":
+        return f"renewed; the grant now ends {ends}"
+    if kind == "ProfilesChanged":
+        return "its advertising profiles changed (here: found for the first time)"
+    return {"AdvertiserDeclined": "declined at Amazon", "AdvertiserNeedsReauth": "must authorize again",
+            "AdvertiserRevoked": "revoked by ops"}.get(kind, "")
 
 
 def _title(html: str) -> str:
     start = html.find('<h1 id="title">')
     return html[start + 15 : html.find("</h1>", start)] if start >= 0 else "?"
-
-
-def show_advertiser(advertiser_id: str) -> bool:
-    from adsauth.wiring import onboarding
-
-    store = onboarding().store
-    advertiser = store.get_advertiser(advertiser_id)
-    print(f"advertiser:       {advertiser.advertiser_id} ({advertiser.name}), home region {advertiser.region.value}")
-    print(f"status:           {advertiser.status.value}")
-    profiles = store.list_profiles(advertiser_id)
-    for region in ("NA", "EU", "FE"):
-        mine = [p for p in profiles if p.region.value == region]
-        pending = " (pending: will be retried)" if region in {r.value for r in advertiser.pending_regions} else ""
-        print(f"profiles {region}:      {len(mine)}{pending}")
-        for p in sorted(mine, key=lambda p: p.profile_id):
-            print(f"    {p.profile_id:>16}  {p.country_code}  {p.currency_code}  {p.account_type:<7} {p.account_name}")
-    expires_at = _access_token(advertiser_id).expires_at
-    print(f"access token:     stored in Secrets Manager, expires {when(expires_at)} "
-          f"(in {int((expires_at - time.time()) // 60)} min); value not shown")
-    print(f"tokens stored in: {_where(advertiser_id)} (a new grant's place, in either layout)")
-    print(f"grant expires:    {when(advertiser.grant_expires_at)} — Amazon ends it 365 days after the consent "
-          f"({when(advertiser.consented_at)}); re-consent e-mails go out 30, 7 and 1 days before")
-    regions_seen = {p.region.value for p in profiles}
-    return advertiser.status.value == "connected" and regions_seen == {"NA", "EU", "FE"}
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def _cdk_synth(tmp_path: Path, adsauth: dict) -> subprocess.CompletedProcess:
     }
     env.update(JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION="1", CDK_DISABLE_CLI_TELEMETRY="true")
     npx = shutil.which("npx")
-    assert npx, "the CDK CLI needs Node.js (npx) on PATH; see README, prerequisites"
+    assert npx, "the CDK CLI needs Node.js (npx) on PATH; see docs/runbook.md, Prerequisites"
     return subprocess.run(
         [npx, "--yes", "aws-cdk@2", "synth", "--quiet", "--no-notices", "-o", str(tmp_path / "cdk.out")],
         cwd=tmp_path,

@@ -27,7 +27,8 @@ from infra.monitoring import ALARM_SLUGS
 from tests.infra.cfn import functions_by_handler, only, render, resources
 from tests.infra.conftest import REPO_ROOT
 
-RUNBOOK_HEADING = "## Operating adsauth (runbook)"
+RUNBOOK = "docs/runbook.md"
+RUNBOOK_HEADING = "# Operating adsauth (runbook)"
 
 DISPATCHER = "adsauth.handlers.dispatcher.handler"
 VARIANTS = {"cfn": "AdsAuth", "domain_cfn": "AdsAuthDomain"}
@@ -208,9 +209,16 @@ def test_outputs_name_each_functions_log_group(cfn):
 
 
 def _runbook() -> str:
+    runbook = (REPO_ROOT / RUNBOOK).read_text()
+    assert runbook.startswith(RUNBOOK_HEADING + "\n"), RUNBOOK
+    return runbook
+
+
+def _readme_section(heading: str) -> str:
+    """The README's ``## heading`` section, up to the next ``## ``."""
     readme = (REPO_ROOT / "README.md").read_text()
-    assert RUNBOOK_HEADING in readme
-    section = readme.split(RUNBOOK_HEADING, 1)[1]
+    assert f"\n## {heading}\n" in readme, heading
+    section = readme.split(f"\n## {heading}\n", 1)[1]
     return re.split(r"^## ", section, maxsplit=1, flags=re.MULTILINE)[0]
 
 
@@ -222,7 +230,7 @@ def _runbook_entries() -> dict[str, str]:
 
 @pytest.mark.parametrize("which", ["cfn", "domain_cfn"])
 def test_every_alarm_has_a_runbook_entry(which, request):
-    """Each alarm's name is <stack>-<slug>; README's runbook has a `#### `<slug>`` entry saying
+    """Each alarm's name is <stack>-<slug>; docs/runbook.md has a `#### `<slug>`` entry saying
     what it means and what to do, and no entry for an alarm that does not exist."""
     cfn = request.getfixturevalue(which)
     entries = _runbook_entries()
@@ -233,18 +241,29 @@ def test_every_alarm_has_a_runbook_entry(which, request):
         assert "What it means:" in entries[slug] and "What to do:" in entries[slug], slug
 
 
-def test_the_runbook_covers_what_ops_must_do():
-    runbook = _runbook()
+def test_the_deploy_and_the_runbook_cover_what_ops_must_do():
+    deploy = _readme_section("Deploy")  # the one description of a first deployment
     for topic in (
-        "### Prerequisites",
+        "### Configure",
         "### Bootstrap and deploy",
         "### Put the LwA client secret",
         "### Register the callback URL",
-        "### Invite an advertiser",
+        "npx aws-cdk@2 deploy AdsAuth",
+        "aws secretsmanager put-secret-value",
+        "out CallbackUrl",
+    ):
+        assert topic in deploy, topic
+    invite = _readme_section("Invite an advertiser")
+    assert "export ADSAUTH_STACK=AdsAuth" in invite and "\nadsauth invite --name" in invite
+    runbook = _runbook()
+    for topic in (
+        "### Prerequisites",
+        "### If the first deploy fails",
         "### Rotate the LwA client secret without downtime",
+        "### Change the token layout of a running stack",
         "### Alarms",
         "### Destroy the stack without losing tokens",
-        "aws secretsmanager put-secret-value",
+        "### Break glass",
         "CLIENT_SECRET_MAX_AGE",
         "cdk@2 import AdsAuth",
     ):
@@ -269,8 +288,8 @@ def test_the_grant_expiring_entry_names_its_metrics_and_commands():
         f"`{GRANTS_EXPIRING_SOON_METRIC}`",
         f"`{GRANT_EXPIRED_METRIC}`",
         f"within {GRANT_EXPIRING_DAYS} days",
-        "python -m adsauth --stack AdsAuth list --expiring-within 7",
-        "python -m adsauth --stack AdsAuth reinvite <id>",
+        "`adsauth --stack AdsAuth list --expiring-within 7`",  # the installed command
+        "`adsauth --stack AdsAuth reinvite <id>`",
         "`needs_reauth` with reason `grant_expired`",
     ):
         assert text in entry, text
