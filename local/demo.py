@@ -22,10 +22,12 @@ import os
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # keep the demo's output readable
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+from adsauth.cli_output import when  # noqa: E402 - the CLI's one date format (imports no Powertools)
 
 REGIONS = ("NA", "EU", "FE")
 LINK = re.compile(r"https?://[^\s\"'<>]+/connect/[A-Za-z0-9_-]+")
@@ -49,10 +51,6 @@ def check(ok: bool, what: str) -> bool:
         _failures.append(what)
         print(f"FAILED: {what}", file=sys.stderr)
     return ok
-
-
-def when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def minutes(seconds: float) -> str:

@@ -100,32 +100,24 @@ def _region(value: str) -> str:
     return name
 
 
-def _valid_days(value: str) -> float:
-    try:
-        days = float(value)
-    except ValueError:
-        days = 0.0
-    if not 0 < days <= 30:  # NaN fails too
-        raise argparse.ArgumentTypeError("--valid-days must be more than 0 and at most 30")
-    return days
+def _number(convert, accept, message: str):
+    """An argparse type: ``convert`` the text, and refuse it with ``message`` unless ``accept``."""
+    def parse(value: str):
+        try:
+            number = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(message) from None
+        if not accept(number):
+            raise argparse.ArgumentTypeError(message)
+        return number
+
+    return parse
 
 
-def _events(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise argparse.ArgumentTypeError("--events must be a whole number, 0 or more (0: no events)")
-    return count
-
-
-def _pack_size(value: str) -> int:
-    try:
-        size = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("--pack-size must be a whole number from 1 to 100") from None
-    return size  # the range is checked by run(): a usage error with the parser's usage line
+_valid_days = _number(float, lambda days: 0 < days <= 30, "--valid-days must be more than 0 and at most 30")  # NaN fails
+_events = _number(int, lambda count: count >= 0, "--events must be a whole number, 0 or more (0: no events)")
+# the range is checked by _check(): a usage error with the parser's usage line
+_pack_size = _number(int, lambda size: True, "--pack-size must be a whole number from 1 to 100")
 
 
 def _statuses(value: str) -> list[str]:

@@ -26,9 +26,10 @@ def when(epoch: float | None) -> str:
 
 
 def iso(epoch: float | None) -> str | None:
-    if not epoch:
-        return None
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The events' timestamp format; no time (``None`` or 0) is ``null``."""
+    from adsauth.events import iso as event_time
+
+    return event_time(epoch or None)
 
 
 def day(epoch: float) -> str:
